@@ -1,0 +1,33 @@
+"""ament_python build of simtrack_ros (colcon on a ROS 2 install, or pip in a venv)."""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'simtrack_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        (os.path.join('share', PACKAGE, 'launch'), glob('launch/*launch.[pxy][yma]*')),
+        (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='simtrack_ros maintainers',
+    maintainer_email='maintainers@simtrack-ros.org',
+    description='SimTrack single-object tracking with tracking-challenge classification for USVs.',
+    license='MIT',
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'tracker_node = simtrack_ros.ros.tracker_node:main',
+            'demo = simtrack_ros.ros.demo:main',
+            'convert_checkpoint = simtrack_ros.model.convert:main',
+        ],
+    },
+)

@@ -1,0 +1,82 @@
+"""package.xml files parse and declare what the code imports."""
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+from typing import Set
+
+from catkin_pkg.package import parse_package
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE_DIR = REPO / 'simtrack_ros'
+INTERFACES_DIR = REPO / 'simtrack_ros_interfaces'
+
+#: Python import name -> rosdep key, for imports that are not ROS packages of the same name.
+ROSDEP_KEYS = {'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'torch': 'python3-torch',
+               'launch': 'launch', 'launch_ros': 'launch_ros'}
+ROS_PACKAGES = {'rclpy', 'sensor_msgs', 'std_msgs', 'std_srvs', 'vision_msgs', 'diagnostic_msgs',
+                'lifecycle_msgs', 'builtin_interfaces', 'simtrack_ros_interfaces', 'cv_bridge',
+                'ament_index_python', 'rcl_interfaces', 'geometry_msgs'}
+
+
+def _imported_top_level(paths) -> Set[str]:
+    names: Set[str] = set()
+    for path in paths:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split('.')[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split('.')[0])
+    return names
+
+
+def _dependencies(package) -> Set[str]:
+    return {d.name for d in package.build_depends + package.exec_depends
+            + package.build_export_depends + package.buildtool_depends + package.test_depends}
+
+
+@pytest.mark.parametrize('directory', [PACKAGE_DIR, INTERFACES_DIR])
+def test_package_xml_parses(directory):
+    package = parse_package(str(directory / 'package.xml'))
+    package.validate()
+    assert package.package_format == 3
+    assert package.name == directory.name
+
+
+def test_python_package_declares_every_import():
+    package = parse_package(str(PACKAGE_DIR / 'package.xml'))
+    code = list((PACKAGE_DIR / 'simtrack_ros').rglob('*.py')) + list(
+        (PACKAGE_DIR / 'launch').glob('*.py'))
+    imported = _imported_top_level(code)
+    needed = {ROSDEP_KEYS[name] for name in imported if name in ROSDEP_KEYS}
+    needed |= imported & ROS_PACKAGES
+    missing = needed - _dependencies(package)
+    assert not missing, f'package.xml lacks dependencies {sorted(missing)}'
+    assert package.get_build_type() == 'ament_python'
+
+
+def test_interfaces_declare_referenced_message_packages():
+    package = parse_package(str(INTERFACES_DIR / 'package.xml'))
+    referenced: Set[str] = set()
+    for path in list((INTERFACES_DIR / 'msg').glob('*.msg')) + list(
+            (INTERFACES_DIR / 'srv').glob('*.srv')):
+        referenced.update(re.findall(r'^\s*(\w+)/\w+', path.read_text(), flags=re.M))
+    assert referenced, 'no message dependencies found'
+    assert referenced <= _dependencies(package), referenced - _dependencies(package)
+    assert 'rosidl_interface_packages' in [g.name for g in package.member_of_groups]
+    cmake = (INTERFACES_DIR / 'CMakeLists.txt').read_text()
+    for path in list((INTERFACES_DIR / 'msg').iterdir()) + list((INTERFACES_DIR / 'srv').iterdir()):
+        assert f'"{path.parent.name}/{path.name}"' in cmake, f'{path.name} not generated'
+
+
+def test_interface_fields_are_commented():
+    for path in list((INTERFACES_DIR / 'msg').glob('*.msg')) + list(
+            (INTERFACES_DIR / 'srv').glob('*.srv')):
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if line.strip() and not line.startswith('#') and line.strip() != '---':
+                assert index > 0 and lines[index - 1].startswith('#') or '=' in line, (
+                    f'{path.name}: field {line!r} has no comment above it')
