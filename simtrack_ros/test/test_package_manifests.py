@@ -68,7 +68,7 @@ def test_interfaces_declare_referenced_message_packages():
     assert referenced <= _dependencies(package), referenced - _dependencies(package)
     assert 'rosidl_interface_packages' in [g.name for g in package.member_of_groups]
     cmake = (INTERFACES_DIR / 'CMakeLists.txt').read_text()
-    for path in list((INTERFACES_DIR / 'msg').iterdir()) + list((INTERFACES_DIR / 'srv').iterdir()):
+    for path in [*(INTERFACES_DIR / 'msg').iterdir(), *(INTERFACES_DIR / 'srv').iterdir()]:
         assert f'"{path.parent.name}/{path.name}"' in cmake, f'{path.name} not generated'
 
 

@@ -1,4 +1,4 @@
-"""Model configurations by name: the official B/16, L/14, and a small one for tests and the demo."""
+"""Model configurations by name: the official B/16, L/14, and a small one for tests and demos."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +49,8 @@ class SimTrackConfig:
         if self.foveal_size > self.template_size:
             raise ValueError(f'{self.name}: foveal_size must not exceed template_size')
         if self.width % self.heads:
-            raise ValueError(f'{self.name}: width {self.width} not divisible by heads {self.heads}')
+            raise ValueError(
+                f'{self.name}: width {self.width} not divisible by heads {self.heads}')
 
     @property
     def template_grid(self) -> int:

@@ -1,0 +1,386 @@
+"""Checkpoint loading and saving: official SimTrack, OpenAI CLIP, and our own format.
+
+Pickled files are read with ``torch.load(weights_only=True)`` only, so a checkpoint cannot run
+code. Our format is a dict::
+
+    {'format': 'simtrack_ros', 'format_version': 1, 'config': {...}, 'class_names': [...],
+     'trained_heads': [...], 'metadata': {...}, 'state_dict': {...}}
+
+Classes are matched by name: a checkpoint whose class order differs from the requested config
+has its classifier rows reordered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+import uuid
+import warnings
+import zipfile
+
+import torch
+
+from simtrack_ros.challenges import reorder_index
+from simtrack_ros.model.challenge_head import CLASS_STREAM_PREFIXES
+from simtrack_ros.model.config import SimTrackConfig
+from simtrack_ros.model.simtrack import build_model, HEAD_NAMES, SimTrack
+
+FORMAT_NAME = 'simtrack_ros'
+FORMAT_VERSION = 1
+DEFAULT_CONFIG = 'simtrack-b16'
+_WRAPPER_KEYS = ('net', 'state_dict', 'model')
+_CLASSIFIER_KEYS = ('classifier.weight', 'classifier.bias')
+PathLike = Union[str, 'os.PathLike[str]']
+StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message says why."""
+
+
+@dataclass
+class LoadReport:
+    """What a load did: counts, and every key that was missing, unexpected or mis-shaped."""
+
+    source: str = ''
+    loaded: int = 0
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    #: The ``metadata`` stored in a simtrack_ros checkpoint (empty for other formats).
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+    def problems(self, limit: int = 20) -> List[str]:
+        """One line per kind of problem (missing, unexpected, each mismatch), capped."""
+        lines = []
+        for kind, keys in (('missing', self.missing), ('unexpected', self.unexpected)):
+            if keys:
+                more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
+                lines.append(f'{kind} ({len(keys)}): {", ".join(keys[:limit])}{more}')
+        for key, expected, got in self.mismatched[:limit]:
+            lines.append(f'mismatched {key}: model {list(expected)}, checkpoint {list(got)}')
+        if len(self.mismatched) > limit:
+            lines.append(f'... and {len(self.mismatched) - limit} more mismatched')
+        return lines
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary."""
+        lines = [f'loaded {self.loaded} tensors' + (f' from {self.source}' if self.source else '')]
+        lines.extend(self.problems())
+        lines.extend(f'note: {note}' for note in self.notes)
+        return '\n'.join(lines)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f'{type(exc).__name__}: {text[0][:200] if text else ""}'
+
+
+def _is_torchscript(path: PathLike) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith('/constants.pkl') for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_file(path: PathLike) -> Any:
+    """``torch.load(path, weights_only=True, map_location='cpu')``; CheckpointError on failure."""
+    if not Path(path).is_file():
+        raise CheckpointError(f'checkpoint {path}: no such file')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        message = str(exc).lower()
+        if 'weights only' in message and 'unsupported global' in message:
+            reason = ('it holds Python objects beyond tensors and plain containers, which '
+                      'safe (weights_only) loading refuses because unpickling them can run code')
+        else:
+            reason = f'not a readable PyTorch file (corrupt or truncated?) [{_short(exc)}]'
+        raise CheckpointError(f'checkpoint {path}: {reason}') from None
+
+
+def unwrap_state_dict(obj: Any, source: str = '') -> StateDict:
+    """The flat state dict inside ``obj``: unwraps ``net``/``state_dict``/``model`` and strips
+    a ``module.`` prefix."""
+    while isinstance(obj, Mapping):
+        inner = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+        if not inner or any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        obj = obj[inner[0]]
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f'checkpoint {source}: no state dict found '
+                              f'(got {type(obj).__name__})')
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointError(f'checkpoint {source}: no tensors found (keys: {list(obj)[:8]})')
+    if all(k.startswith('module.') for k in state):
+        state = {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def _describe(state: Mapping[str, torch.Tensor], prefix: str = 'backbone.visual.') -> str:
+    conv = state.get(prefix + 'conv1.weight')
+    if conv is None:
+        return 'no patch embedding'
+    blocks = prefix + 'transformer.resblocks.'
+    layers = len({k[len(blocks):].split('.')[0] for k in state if k.startswith(blocks)})
+    return f'width {conv.shape[0]}, patch {conv.shape[-1]}, {layers} layers'
+
+
+def _config_text(config: SimTrackConfig) -> str:
+    return (f'config {config.name!r} (width {config.width}, patch {config.patch_size}, '
+            f'{config.layers} layers)')
+
+
+def _compare(target: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+             report: LoadReport) -> StateDict:
+    """Fill missing/mismatched for the ``target`` keys; returns the loadable fp32 tensors."""
+    loadable: StateDict = {}
+    for key, ref in target.items():
+        value = state.get(key)
+        if value is None:
+            if not key.endswith('num_batches_tracked'):
+                report.missing.append(key)
+        elif tuple(value.shape) != tuple(ref.shape):
+            report.mismatched.append((key, tuple(ref.shape), tuple(value.shape)))
+        else:
+            loadable[key] = value.float() if value.is_floating_point() else value
+    return loadable
+
+
+def _fail(report: LoadReport, what: str, hint: str) -> None:
+    if report.missing or report.mismatched:
+        details = '\n'.join(report.problems(limit=8))
+        raise CheckpointError(f'{report.source}: {what} does not fit the model: {hint}\n{details}')
+
+
+def _load_state(model: SimTrack, state: StateDict, report: LoadReport,
+                class_required: bool) -> bool:
+    """Load the box part strictly and the class part if present; True if the class part loaded."""
+    own = model.state_dict()
+    box_ref = {k: v for k, v in own.items() if not k.startswith(CLASS_STREAM_PREFIXES)}
+    loadable = _compare(box_ref, state, report)
+    report.unexpected.extend(k for k in state if k not in own)
+    _fail(report, 'the tracking (box) part',
+          f'checkpoint has {_describe(state)}; model is {_config_text(model.config)}')
+    class_state = {k: v for k, v in state.items() if k.startswith(CLASS_STREAM_PREFIXES)}
+    class_loaded = False
+    if class_state:
+        class_ref = {k: v for k, v in own.items() if k.startswith(CLASS_STREAM_PREFIXES)}
+        sub = LoadReport(source=report.source)
+        class_loadable = _compare(class_ref, class_state, sub)
+        if 'fusion_layer.weight' in sub.missing:
+            sub.missing = [k for k in sub.missing if not k.startswith('fusion_layer.')]
+            report.notes.append('no fusion_layer in the checkpoint: it stays zero (identity)')
+        if class_required:
+            _fail(sub, 'the classification part', f'model is {_config_text(model.config)}')
+        if sub.missing or sub.mismatched:
+            report.notes.append('classification weights skipped (wrong shapes): '
+                                + '; '.join(sub.problems(limit=4)))
+        else:
+            loadable.update(class_loadable)
+            class_loaded = True
+    if 'fusion_layer.weight' in report.unexpected:
+        report.notes.append('the checkpoint was trained with fusion but the config has fusion '
+                            'off: its boxes will differ from the trained model')
+    model.load_state_dict(loadable, strict=False)
+    report.loaded = len(loadable)
+    return class_loaded
+
+
+def _reorder_classes(state: StateDict, source: Sequence[str], target: Sequence[str],
+                     where: str) -> StateDict:
+    try:
+        index = reorder_index(source, target)
+    except ValueError as exc:
+        raise CheckpointError(f'{where}: classes do not match the config: {exc}') from None
+    if list(index) == list(range(len(index))):
+        return state
+    state = dict(state)
+    for key in _CLASSIFIER_KEYS:
+        if key in state:
+            state[key] = state[key][index]
+    return state
+
+
+def load_official_state_dict(model: SimTrack, obj: Union[Mapping[str, Any], PathLike],
+                             class_names: Optional[Sequence[str]] = None,
+                             source: str = '') -> LoadReport:
+    """Load an official SimTrack state dict (or a file holding one) into ``model``.
+
+    Accepts a flat state dict, ``net``/``state_dict``/``model`` wrappers and a ``module.``
+    prefix; a missing ``num_batches_tracked`` is tolerated; tensors are cast to fp32. The box
+    part must load completely, else CheckpointError. Classification keys (a guide-style flat
+    checkpoint) are loaded only when ``class_names`` gives the order they were trained in.
+    Sets ``model.trained_heads``.
+    """
+    if not isinstance(obj, Mapping):
+        source = source or str(obj)
+        obj = read_file(obj)
+    report = LoadReport(source=source or 'state dict')
+    state = unwrap_state_dict(obj, report.source)
+    if any(k.startswith(CLASS_STREAM_PREFIXES) for k in state):
+        if class_names is None:
+            state = {k: v for k, v in state.items() if not k.startswith(CLASS_STREAM_PREFIXES)}
+            report.notes.append('classification weights skipped: the file does not record its '
+                                'class order (pass class_names)')
+        else:
+            state = _reorder_classes(state, class_names, model.class_names, report.source)
+    class_loaded = _load_state(model, state, report, class_required=False)
+    model.trained_heads = {'box', 'cls'} if class_loaded else {'box'}
+    if not class_loaded:
+        report.notes.append('classification head untrained')
+    return report
+
+
+def load_clip_weights(model: SimTrack, path: Union[PathLike, Mapping[str, Any]],
+                      source: str = '') -> LoadReport:
+    """Load OpenAI CLIP image-tower weights (``visual.*``) into ``model.backbone.visual``.
+
+    Accepts CLIP's official TorchScript archive (e.g. ``ViT-B-16.pt``), read with
+    ``torch.jit.load``: that is the official distribution format but, unlike
+    ``weights_only`` loading, it is not restricted to plain data, so use trusted files only.
+    Also accepts a plain state dict (file or mapping). The heads stay untrained.
+    """
+    source = source or ('state dict' if isinstance(path, Mapping) else str(path))
+    if isinstance(path, Mapping):
+        state = unwrap_state_dict(path, source)
+    elif _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():  # torch.jit is deprecated; CLIP ships TorchScript
+                warnings.simplefilter('ignore', DeprecationWarning)
+                state = torch.jit.load(str(path), map_location='cpu').state_dict()
+        except Exception as exc:  # TorchScript raises RuntimeError and more
+            raise CheckpointError(f'checkpoint {path}: cannot load TorchScript archive '
+                                  f'[{_short(exc)}]') from None
+    else:
+        state = unwrap_state_dict(read_file(path), source)
+    prefix = next((p for p in ('backbone.visual.', 'visual.', '') if p + 'conv1.weight' in state),
+                  None)
+    if prefix is None:
+        raise CheckpointError(f'{source}: no CLIP image tower (visual.conv1.weight) found')
+    visual = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    report = LoadReport(source=source)
+    own = model.backbone.visual.state_dict()
+    loadable = _compare(own, visual, report)
+    report.unexpected.extend(k for k in visual if k not in own)
+    _fail(report, 'the CLIP image tower',
+          f'checkpoint has {_describe(visual, "")}; model is {_config_text(model.config)}')
+    skipped = len(state) - len(visual)
+    if skipped:
+        report.notes.append(f'ignored {skipped} tensors outside the image tower')
+    model.backbone.visual.load_state_dict(loadable)
+    report.loaded = len(loadable)
+    return report
+
+
+def _load_ours(obj: Mapping[str, Any], source: str, config: Optional[SimTrackConfig]
+               ) -> Tuple[SimTrack, LoadReport]:
+    version = obj.get('format_version')
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f'{source}: format_version {version!r} is not supported '
+                              f'(this code reads up to {FORMAT_VERSION})')
+    try:
+        stored = SimTrackConfig.from_dict(dict(obj['config']))
+        class_names = list(obj['class_names'])
+        state = dict(obj['state_dict'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f'{source}: malformed simtrack_ros checkpoint [{_short(exc)}]'
+                              ) from None
+    config = config or stored
+    model = build_model(config)
+    report = LoadReport(source=source, metadata=dict(obj.get('metadata') or {}))
+    state = _reorder_classes(state, class_names, config.class_names, source)
+    if class_names != list(config.class_names):
+        report.notes.append('class order differs from the config: classifier rows reordered')
+    class_loaded = _load_state(model, state, report, class_required=True)
+    heads = set(obj.get('trained_heads', ())) & set(HEAD_NAMES)
+    if stored.multi_label != config.multi_label:
+        report.notes.append(f'class head trained with multi_label={stored.multi_label}, config '
+                            f'has {config.multi_label}: treated as untrained')
+        heads.discard('cls')
+    if not class_loaded:
+        heads.discard('cls')
+    model.trained_heads = heads
+    return model, report
+
+
+def load_checkpoint(path: PathLike, config: Optional[SimTrackConfig] = None,
+                    class_names: Optional[Sequence[str]] = None
+                    ) -> Tuple[SimTrack, LoadReport]:
+    """Build a model and load any supported checkpoint file into it.
+
+    Detects our format (its stored config is used unless ``config`` is given), an official
+    SimTrack state dict (``config`` defaults to SimTrack-B/16; ``class_names`` as in
+    :func:`load_official_state_dict`) and OpenAI CLIP weights (image tower only).
+    The model is returned in eval mode.
+    """
+    source = str(path)
+    if _is_torchscript(path):
+        model = build_model(config or DEFAULT_CONFIG)
+        return model.eval(), load_clip_weights(model, path)
+    obj = read_file(path)
+    if isinstance(obj, Mapping) and obj.get('format') == FORMAT_NAME:
+        model, report = _load_ours(obj, source, config)
+        return model.eval(), report
+    state = unwrap_state_dict(obj, source)
+    official = any(k.startswith('backbone.') for k in state)
+    if not official and not any(k.startswith('visual.') for k in state):
+        raise CheckpointError(f'{source}: unrecognised checkpoint layout '
+                              f'(first keys: {", ".join(list(state)[:5])})')
+    model = build_model(config or DEFAULT_CONFIG)
+    if official:
+        return model.eval(), load_official_state_dict(model, state, class_names, source)
+    return model.eval(), load_clip_weights(model, state, source)
+
+
+def _atomic_save(payload: Any, path: PathLike) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A unique sibling created with open() (not mkstemp), so the file mode follows the umask.
+    temp = target.with_name(f'.{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(temp, 'xb') as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def save_checkpoint(model: SimTrack, path: PathLike,
+                    metadata: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``model`` in our format (atomically: temp file, then rename)."""
+    metadata = dict(metadata or {})
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'metadata must be plain JSON-like data: {exc}') from None
+    payload = {
+        'format': FORMAT_NAME,
+        'format_version': FORMAT_VERSION,
+        'config': model.config.to_dict(),
+        'class_names': list(model.class_names),
+        'trained_heads': sorted(model.trained_heads),
+        'metadata': metadata,
+        'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    return _atomic_save(payload, path)
+
+
+def official_state_dict(model: SimTrack) -> StateDict:
+    """The official SimTrack box part of ``model`` (218 keys for B/16), on the CPU."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()
+            if not k.startswith(CLASS_STREAM_PREFIXES)}
+
+
+def save_official_state_dict(model: SimTrack, path: PathLike) -> Path:
+    """Write the official flat state dict of the box part (atomically)."""
+    return _atomic_save(official_state_dict(model), path)

@@ -1,0 +1,63 @@
+"""Convert between official SimTrack checkpoints and the simtrack_ros format.
+
+Examples::
+
+    python -m simtrack_ros.model.convert official-to-ours sim-vit-b-16.pth simtrack_b16.pt
+    python -m simtrack_ros.model.convert ours-to-official simtrack_b16.pt sim-vit-b-16.pth
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from simtrack_ros.model.checkpoint import (
+    CheckpointError, load_checkpoint, save_checkpoint, save_official_state_dict)
+from simtrack_ros.model.config import CONFIG_NAMES, get_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog='python -m simtrack_ros.model.convert',
+        description='Convert SimTrack checkpoints. Files are read with weights_only loading '
+                    '(OpenAI CLIP TorchScript archives excepted).')
+    parser.add_argument(
+        'direction', choices=('official-to-ours', 'ours-to-official'),
+        help='official-to-ours: official SimTrack (or CLIP) weights -> simtrack_ros checkpoint; '
+             'ours-to-official: simtrack_ros checkpoint -> flat official state dict (box part)')
+    parser.add_argument('input', help='checkpoint to read')
+    parser.add_argument('output', help='file to write (written atomically)')
+    parser.add_argument(
+        '--config', choices=CONFIG_NAMES, default=None,
+        help='model configuration (default: the one stored in a simtrack_ros checkpoint, '
+             'else simtrack-b16)')
+    parser.add_argument(
+        '--class-names', default=None,
+        help='comma-separated class order of classification weights in an official-layout '
+             'file (guide-style checkpoints); without it such weights are skipped')
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the converter; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    config = get_config(args.config) if args.config else None
+    class_names = args.class_names.split(',') if args.class_names else None
+    try:
+        model, report = load_checkpoint(args.input, config, class_names=class_names)
+        print(report.summary())
+        if args.direction == 'official-to-ours':
+            path = save_checkpoint(model, args.output, metadata={'converted_from': args.input})
+        else:
+            path = save_official_state_dict(model, args.output)
+    except (CheckpointError, ValueError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {path} (config {model.config.name}, trained heads: '
+          f'{", ".join(sorted(model.trained_heads)) or "none"})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
