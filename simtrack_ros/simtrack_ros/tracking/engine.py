@@ -1,0 +1,202 @@
+"""Inference engine: device, precision (autocast) and optional CUDA Graphs around the model.
+
+The engine runs the two model calls the tracker needs, ``encode_template`` (once per target)
+and ``forward_search`` (once per frame, all targets batched), in ``torch.inference_mode`` and
+returns the search outputs as CPU float32 tensors.
+
+Device and precision rules:
+
+* ``device='auto'`` takes CUDA when available and otherwise falls back to the CPU with a
+  ``RuntimeWarning``; an explicit ``'cuda'``/``'cuda:N'`` without that device is an error.
+* ``precision='fp16'`` needs CUDA: with ``device='cpu'`` it is a ``ValueError``; when
+  ``'auto'`` resolves to the CPU it falls back to fp32 with a warning (bf16 is the fast CPU
+  precision on CPUs with AVX512-BF16/AMX, but it changes the numerics, so it is never chosen
+  silently).
+* ``cuda_graphs`` needs CUDA likewise (error with ``device='cpu'``, warning and eager with
+  ``'auto'`` on a CPU). One graph is captured per input shape (i.e. per number of targets).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+import re
+from typing import Callable, ContextManager, Dict, Optional, Sequence, Tuple
+import warnings
+
+import torch
+from torch import nn
+
+#: Autocast dtype per precision name (None: plain fp32).
+PRECISIONS: Dict[str, Optional[torch.dtype]] = {
+    'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+#: Model outputs the engine returns (others, e.g. features, stay on the device).
+OUTPUT_KEYS = ('pred_boxes', 'score_map_tl', 'score_map_br', 'cls_logits')
+#: Eager runs on a side stream before a CUDA Graph capture (lazy init, cuBLAS workspaces).
+GRAPH_WARMUP_RUNS = 3
+_DEVICE_SPEC = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Where and how the model runs.
+
+    Attributes:
+        device: ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        precision: ``'fp32'``, ``'fp16'`` (CUDA only) or ``'bf16'`` (autocast).
+        cuda_graphs: capture the per-frame forward as a CUDA Graph (CUDA only).
+        crop_on_device: crop on the model's device from one frame upload (True), or the
+            exact OpenCV path on the CPU (False); None picks True on CUDA, False on the CPU.
+    """
+
+    device: str = 'auto'
+    precision: str = 'fp32'
+    cuda_graphs: bool = False
+    crop_on_device: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not _DEVICE_SPEC.match(self.device):
+            raise ValueError(
+                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f'precision must be one of {", ".join(PRECISIONS)}, got {self.precision!r}')
+        if not isinstance(self.cuda_graphs, bool):
+            raise ValueError(f'cuda_graphs must be a bool, got {self.cuda_graphs!r}')
+        if self.crop_on_device is not None and not isinstance(self.crop_on_device, bool):
+            raise ValueError(
+                f'crop_on_device must be True, False or None, got {self.crop_on_device!r}')
+        if self.device == 'cpu' and self.precision == 'fp16':
+            raise ValueError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on "
+                             'the CPU')
+        if self.device == 'cpu' and self.cuda_graphs:
+            raise ValueError("cuda_graphs needs a CUDA device, but device is 'cpu'")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """Turn a device option into a concrete ``torch.device`` (see the module docstring)."""
+    if not isinstance(spec, str) or not _DEVICE_SPEC.match(spec):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    if spec == 'auto':
+        if torch.cuda.is_available():
+            return torch.device('cuda', torch.cuda.current_device())
+        warnings.warn("device 'auto': CUDA is not available, running on the CPU",
+                      RuntimeWarning, stacklevel=2)
+        return torch.device('cpu')
+    device = torch.device(spec)
+    if device.type != 'cuda':
+        return device
+    if not torch.cuda.is_available():
+        raise RuntimeError(f'device {spec!r} requested, but CUDA is not available '
+                           f'(torch {torch.__version__})')
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise RuntimeError(f'device {spec!r} requested, but only {torch.cuda.device_count()} '
+                           'CUDA device(s) exist')
+    return torch.device('cuda', index)
+
+
+class _CapturedForward:
+    """``forward`` captured as one CUDA Graph for fixed input shapes (CUDA only)."""
+
+    def __init__(self, forward: Callable[[torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]],
+                 tokens: torch.Tensor, search: torch.Tensor) -> None:
+        self.tokens = tokens.clone()
+        self.search = search.clone()
+        stream = torch.cuda.Stream(device=tokens.device)
+        stream.wait_stream(torch.cuda.current_stream(tokens.device))
+        with torch.cuda.stream(stream):
+            for _ in range(GRAPH_WARMUP_RUNS):
+                forward(self.tokens, self.search)
+        torch.cuda.current_stream(tokens.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = forward(self.tokens, self.search)
+
+    def __call__(self, tokens: torch.Tensor, search: torch.Tensor) -> Dict[str, torch.Tensor]:
+        self.tokens.copy_(tokens)
+        self.search.copy_(search)
+        self.graph.replay()
+        return self.outputs
+
+
+class InferenceEngine:
+    """Runs a SimTrack-like model on one device with the chosen precision.
+
+    Attributes (resolved from the options): ``device``, ``precision``, ``cuda_graphs``,
+    ``crop_on_device``.
+    """
+
+    def __init__(self, model: nn.Module, options: Optional[EngineOptions] = None) -> None:
+        self.options = options or EngineOptions()
+        self.device = resolve_device(self.options.device)
+        on_cuda = self.device.type == 'cuda'
+        self.precision = self.options.precision
+        if self.precision == 'fp16' and not on_cuda:
+            warnings.warn('fp16 needs CUDA: falling back to fp32 on the CPU (bf16 is the fast '
+                          'CPU precision)', RuntimeWarning, stacklevel=2)
+            self.precision = 'fp32'
+        self.cuda_graphs = self.options.cuda_graphs and on_cuda
+        if self.options.cuda_graphs and not on_cuda:
+            warnings.warn('cuda_graphs needs CUDA: running eagerly on the CPU',
+                          RuntimeWarning, stacklevel=2)
+        self.crop_on_device = (on_cuda if self.options.crop_on_device is None
+                               else self.options.crop_on_device)
+        self.model = model.to(self.device).eval()
+        self._graphs: Dict[Tuple, _CapturedForward] = {}
+
+    def _autocast(self) -> ContextManager:
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        # Autocast's weight-cast cache must be off while a CUDA Graph is captured.
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=not self.cuda_graphs)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for stage timings); a no-op on the CPU."""
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def upload(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Copy a CPU tensor to the engine's device (through pinned memory on CUDA)."""
+        if self.device.type == 'cuda':
+            # torch's caching host allocator keeps the pinned buffer until the copy is done.
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    @torch.inference_mode()
+    def encode_template(self, template: torch.Tensor, template_anno: torch.Tensor
+                        ) -> torch.Tensor:
+        """Template tokens (B×T×D, kept on the device) for normalised templates and annos."""
+        with self._autocast():
+            return self.model.encode_template(template.to(self.device),
+                                              template_anno.to(self.device))
+
+    @torch.inference_mode()
+    def batch_tokens(self, tokens: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Concatenate cached per-target template tokens into one batch."""
+        return torch.cat(list(tokens), dim=0)
+
+    def _forward(self, run_cls_head: bool
+                 ) -> Callable[[torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]]:
+        def forward(tokens: torch.Tensor, search: torch.Tensor) -> Dict[str, torch.Tensor]:
+            with self._autocast():
+                return self.model.forward_search(tokens, search, run_box_head=True,
+                                                 run_cls_head=run_cls_head)
+        return forward
+
+    @torch.inference_mode()
+    def run(self, template_tokens: torch.Tensor, search: torch.Tensor,
+            run_cls_head: bool = True) -> Dict[str, torch.Tensor]:
+        """Batched search forward; returns :data:`OUTPUT_KEYS` present as CPU float32."""
+        search = search.to(self.device)
+        if self.cuda_graphs:
+            key = (tuple(template_tokens.shape), template_tokens.dtype, tuple(search.shape),
+                   run_cls_head)
+            if key not in self._graphs:
+                with torch.cuda.device(self.device):
+                    self._graphs[key] = _CapturedForward(
+                        self._forward(run_cls_head), template_tokens, search)
+            out = self._graphs[key](template_tokens, search)
+        else:
+            out = self._forward(run_cls_head)(template_tokens, search)
+        return {key: out[key].detach().float().cpu() for key in OUTPUT_KEYS if key in out}

@@ -1,0 +1,286 @@
+"""Multi-target SimTrack tracker: the official test-time procedure, batched over targets.
+
+Per target, :meth:`Tracker.initialize` cuts the template once (factor 2 of the target scale),
+computes ``template_anno`` and caches the template tokens (``model.encode_template``). Every
+:meth:`Tracker.track` call crops each target's search region around its previous box
+(factor 4), runs ONE batched ``forward_search`` for all targets, maps each predicted box back
+to the image and clips it with the official margin, as in ``lib/test/tracker/simtrack.py``.
+
+Departures from the official tracker, all for robustness: an initial box reaching outside the
+image is cut to its part inside the image; after a frame-size change the previous boxes are
+clipped to the new frame; a non-finite model output keeps the previous box and counts as
+confidence 0 (the target turns ``uncertain``, then ``lost``).
+
+Two crop paths (``EngineOptions.crop_on_device``): the exact CPU path (OpenCV, the official
+procedure step by step) and the device path (:func:`~.preprocess.crop_on_device`, one frame
+upload, within one uint8 level of the exact path).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from simtrack_ros.tracking.confidence import (
+    corner_confidence, StateThresholds, TargetStateMachine, TrackState, WINDOW_RADIUS)
+from simtrack_ros.tracking.crop import (
+    Box, clip_box, CLIP_MARGIN, crop_and_resize, crop_window, intersect_image, map_box_back,
+    template_anno, validate_box, Window)
+from simtrack_ros.tracking.engine import EngineOptions, InferenceEngine
+from simtrack_ros.tracking.preprocess import crop_on_device, normalize, stack_crops
+
+#: Keys of :attr:`TargetResult.timings` (milliseconds).
+TIMING_KEYS = ('crop', 'upload', 'forward', 'post', 'total')
+_MS = 1e3
+_ID_PREFIX = 'target_'
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """Tracker settings.
+
+    Attributes:
+        template_factor: template crop side / target scale; None: the model config's (2.0).
+        search_factor: search crop side / target scale; None: the model config's (4.0).
+        thresholds: state-machine thresholds.
+        engine: device, precision, CUDA Graphs and crop path.
+        confidence_window: half-size (cells) of the confidence window around the peak.
+        clip_margin: pixels of every box kept inside the image (official: 10).
+    """
+
+    template_factor: Optional[float] = None
+    search_factor: Optional[float] = None
+    thresholds: StateThresholds = field(default_factory=StateThresholds)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    confidence_window: int = WINDOW_RADIUS
+    clip_margin: int = CLIP_MARGIN
+
+    def __post_init__(self) -> None:
+        for name in ('template_factor', 'search_factor'):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be a positive number or None, got {value!r}')
+        for name in ('confidence_window', 'clip_margin'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f'{name} must be an int >= 0, got {value!r}')
+        if not isinstance(self.thresholds, StateThresholds):
+            raise ValueError('thresholds must be a StateThresholds')
+        if not isinstance(self.engine, EngineOptions):
+            raise ValueError('engine must be an EngineOptions')
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target's result for one frame.
+
+    Attributes:
+        target_id: the id given or assigned at initialisation.
+        box: (x, y, w, h) in pixels of the frame, top-left corner first.
+        confidence: tracking confidence in [0, 1] (see :mod:`.confidence`).
+        state: tracking, uncertain or lost.
+        class_names: challenge class names, in the order of ``probabilities``.
+        probabilities: float32 per-class probabilities, or None when the classification
+            head is untrained (or its output was not finite).
+        multi_label: True: independent per-class probabilities; False: they sum to 1.
+        frame_index: number of :meth:`Tracker.track` calls so far (1 for the first frame).
+        timings: per-frame stage times in ms (:data:`TIMING_KEYS`), shared by all targets of
+            the frame since they run batched.
+    """
+
+    target_id: str
+    box: Box
+    confidence: float
+    state: TrackState
+    class_names: Tuple[str, ...]
+    probabilities: Optional[np.ndarray]
+    multi_label: bool
+    frame_index: int
+    timings: Dict[str, float]
+
+
+@dataclass
+class _Target:
+    box: Box
+    tokens: torch.Tensor
+    machine: TargetStateMachine
+    frame_shape: Tuple[int, int]
+
+
+def validate_frame(frame: np.ndarray, min_size: int = 1) -> Tuple[int, int]:
+    """Check an ``H x W x 3`` uint8 RGB frame; return ``(H, W)`` or raise ValueError."""
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f'frame must be a numpy array, got {type(frame).__name__}')
+    if frame.dtype != np.uint8:
+        raise ValueError(f'frame must be uint8, got {frame.dtype}')
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f'frame must be H x W x 3 (RGB), got shape {frame.shape}')
+    height, width = frame.shape[:2]
+    if min(height, width) < max(min_size, 1):
+        raise ValueError(f'frame {width}x{height} is empty or smaller than '
+                         f'{max(min_size, 1)} pixels')
+    return height, width
+
+
+class Tracker:
+    """Tracks any number of targets in a stream of RGB frames (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, options: Optional[TrackerOptions] = None) -> None:
+        self.options = options or TrackerOptions()
+        self.engine = InferenceEngine(model, self.options.engine)
+        self.model = self.engine.model
+        config = self.model.config
+        self.template_size: int = config.template_size
+        self.search_size: int = config.search_size
+        self.template_factor = self.options.template_factor or config.template_factor
+        self.search_factor = self.options.search_factor or config.search_factor
+        self.frame_index = 0
+        self._targets: Dict[str, _Target] = {}
+        self._token_batch: Optional[Tuple[Tuple[str, ...], torch.Tensor]] = None
+        self._id_counter = 0
+
+    @property
+    def target_ids(self) -> Tuple[str, ...]:
+        """Ids of the current targets, in initialisation order."""
+        return tuple(self._targets)
+
+    @property
+    def class_names(self) -> Tuple[str, ...]:
+        """Challenge class names of the model."""
+        return tuple(self.model.class_names)
+
+    @property
+    def has_probabilities(self) -> bool:
+        """Whether results carry class probabilities (the class head is trained)."""
+        return bool(self.model.cls_head_trained)
+
+    def _new_id(self) -> str:
+        while True:
+            self._id_counter += 1
+            target_id = f'{_ID_PREFIX}{self._id_counter}'
+            if target_id not in self._targets:
+                return target_id
+
+    def _inputs(self, frame: np.ndarray, windows: Sequence[Window], output_size: int
+                ) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """Normalised crops on the engine's device, with crop and upload times (ms)."""
+        engine = self.engine
+        start = time.perf_counter()
+        if engine.crop_on_device:
+            pixels = engine.upload(torch.from_numpy(np.ascontiguousarray(frame)))
+            engine.synchronize()
+            uploaded = time.perf_counter()
+            batch = crop_on_device(pixels, windows, output_size)
+            engine.synchronize()
+            done = time.perf_counter()
+            return batch, {'crop': (done - uploaded) * _MS, 'upload': (uploaded - start) * _MS}
+        crops = stack_crops([crop_and_resize(frame, window, output_size) for window in windows])
+        cropped = time.perf_counter()
+        pixels = engine.upload(crops)
+        engine.synchronize()
+        uploaded = time.perf_counter()
+        batch = normalize(pixels)
+        engine.synchronize()
+        done = time.perf_counter()
+        crop_ms = (cropped - start + done - uploaded) * _MS
+        return batch, {'crop': crop_ms, 'upload': (uploaded - cropped) * _MS}
+
+    def initialize(self, frame: np.ndarray, box_xywh: Sequence[float],
+                   target_id: Optional[str] = None) -> str:
+        """Start tracking the target in ``box_xywh`` (pixels) of ``frame``; return its id.
+
+        ``target_id`` None or '' assigns a new id (``target_1``, ``target_2``, ...); an
+        existing id is re-initialised (its template and state are replaced). Raises
+        ValueError for a bad frame or a box that cannot be tracked.
+        """
+        if target_id is not None and not isinstance(target_id, str):
+            raise ValueError(f'target_id must be a string or None, got {target_id!r}')
+        height, width = validate_frame(frame, self.options.clip_margin)
+        box = intersect_image(validate_box(box_xywh, height, width), height, width)
+        window = crop_window(box, self.template_factor)
+        template, _ = self._inputs(frame, [window], self.template_size)
+        anno = template_anno(box, self.template_size / window[2], self.template_size)
+        tokens = self.engine.encode_template(template, torch.from_numpy(anno)[None])
+        target_id = target_id or self._new_id()
+        self._targets[target_id] = _Target(
+            box, tokens, TargetStateMachine(self.options.thresholds), (height, width))
+        self._token_batch = None
+        return target_id
+
+    def remove(self, target_id: str) -> None:
+        """Stop tracking one target; KeyError if the id is unknown."""
+        if target_id not in self._targets:
+            known = ', '.join(self._targets) or 'none'
+            raise KeyError(f'unknown target id {target_id!r} (current targets: {known})')
+        del self._targets[target_id]
+        self._token_batch = None
+
+    def clear(self) -> None:
+        """Stop tracking all targets."""
+        self._targets.clear()
+        self._token_batch = None
+
+    def _batched_tokens(self, ids: Tuple[str, ...]) -> torch.Tensor:
+        if self._token_batch is None or self._token_batch[0] != ids:
+            tokens = self.engine.batch_tokens([self._targets[i].tokens for i in ids])
+            self._token_batch = (ids, tokens)
+        return self._token_batch[1]
+
+    def track(self, frame: np.ndarray) -> List[TargetResult]:
+        """Track every target in ``frame`` (H x W x 3 uint8 RGB) with one batched forward."""
+        height, width = validate_frame(frame, self.options.clip_margin)
+        self.frame_index += 1
+        if not self._targets:
+            return []
+        start = time.perf_counter()
+        margin = self.options.clip_margin
+        ids = self.target_ids
+        targets = [self._targets[i] for i in ids]
+        for target in targets:
+            if target.frame_shape != (height, width):
+                target.box = clip_box(target.box, height, width, margin)
+                target.frame_shape = (height, width)
+        windows = [crop_window(target.box, self.search_factor) for target in targets]
+        search, timings = self._inputs(frame, windows, self.search_size)
+        tokens = self._batched_tokens(ids)
+        forward_start = time.perf_counter()
+        out = self.engine.run(tokens, search, run_cls_head=self.has_probabilities)
+        post_start = time.perf_counter()
+
+        confidences = corner_confidence(out['score_map_tl'], out['score_map_br'],
+                                        self.options.confidence_window)
+        probabilities = self._probabilities(out)
+        boxes = out['pred_boxes'].reshape(len(ids), -1, 4).mean(dim=1)
+        states = []
+        for index, (target, window) in enumerate(zip(targets, windows)):
+            box = map_box_back(boxes[index].tolist(), target.box,
+                               self.search_size / window[2], self.search_size)
+            if all(math.isfinite(v) for v in box):
+                target.box = clip_box(box, height, width, margin)
+            else:
+                confidences[index] = 0.0
+            states.append(target.machine.update(float(confidences[index])))
+        done = time.perf_counter()
+        timings.update(forward=(post_start - forward_start) * _MS,
+                       post=(done - post_start) * _MS, total=(done - start) * _MS)
+        multi_label = bool(self.model.config.multi_label)
+        return [TargetResult(
+            target_id=target_id, box=target.box, confidence=float(confidences[index]),
+            state=states[index], class_names=self.class_names,
+            probabilities=probabilities[index], multi_label=multi_label,
+            frame_index=self.frame_index, timings=dict(timings))
+            for index, (target_id, target) in enumerate(zip(ids, targets))]
+
+    def _probabilities(self, out: Dict[str, torch.Tensor]) -> List[Optional[np.ndarray]]:
+        """Per-target class probabilities; None where untrained, absent or not finite."""
+        batch = out['pred_boxes'].shape[0]
+        if not self.has_probabilities or 'cls_logits' not in out:
+            return [None] * batch
+        probs = self.model.class_probabilities(out['cls_logits']).float().numpy()
+        return [row.copy() if np.isfinite(row).all() else None for row in probs]
