@@ -62,7 +62,7 @@ class BaselineTransformer(nn.Module):
 
 
 def make_baseline(model: SimTrack) -> SimTrack:
-    """A copy of ``model`` whose transformer is the baseline one, with the same weights."""
+    """Return a copy of ``model`` whose transformer is the baseline one, with the same weights."""
     config = model.config
     baseline = copy.deepcopy(model)
     transformer = BaselineTransformer(config.width, config.layers, config.heads)
@@ -73,8 +73,9 @@ def make_baseline(model: SimTrack) -> SimTrack:
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int,
                      reps: int) -> Tuple[Dict[str, List[float]], Dict[str, object]]:
-    """Wall times in ms of each function, ``reps`` rounds after ``warmup`` rounds, and the
-    last result of each.
+    """Time each function and return its wall times in ms and its last result.
+
+    Times are of ``reps`` rounds after ``warmup`` rounds.
 
     Each round calls every function once, so load changes on a shared machine hit all alike.
     """

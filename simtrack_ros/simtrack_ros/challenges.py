@@ -99,7 +99,7 @@ def single_label(flags: Mapping[str, bool], priority: Sequence[str] = DEFAULT_PR
 
 
 def reorder_index(source: Sequence[str], target: Sequence[str] = CHALLENGE_NAMES) -> List[int]:
-    """Indices into ``source`` that put its classes in ``target`` order.
+    """Return the indices into ``source`` that put its classes in ``target`` order.
 
     Raises ValueError naming the difference when the two lists are not the same set.
     """

@@ -37,7 +37,7 @@ VISION_MSGS_HASHES = {
 
 @pytest.fixture
 def node():
-    """A node in its own rclpy context, with an executor to spin it."""
+    """Yield a node in its own rclpy context, with an executor to spin it."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     context = rclpy.Context()
     rclpy.init(context=context)

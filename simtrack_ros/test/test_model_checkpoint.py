@@ -21,7 +21,7 @@ CLASS_PREFIXES = ('cls_projection.', 'classifier.', 'fusion_layer.')
 
 
 def randomised(config=TINY, seed: int = 0) -> SimTrack:
-    """A model whose every parameter and BN statistic is random (nothing at its init value)."""
+    """Build a model whose every parameter and BN statistic is random (none at its init value)."""
     torch.manual_seed(seed)
     model = build_model(config)
     with torch.no_grad():

@@ -54,14 +54,14 @@ def test_bad_maps_rejected():
 
 
 @pytest.mark.parametrize('kwargs', [
-    dict(uncertain_below=0.5, lost_below=0.6),
-    dict(uncertain_below=0.5, recover_above=0.4),
-    dict(recover_above=1.5),
-    dict(lost_below=-0.1),
-    dict(lost_below=float('nan')),
-    dict(lost_after_frames=0),
-    dict(lost_after_frames=2.5),
-    dict(lost_after_frames=True),
+    {'uncertain_below': 0.5, 'lost_below': 0.6},
+    {'uncertain_below': 0.5, 'recover_above': 0.4},
+    {'recover_above': 1.5},
+    {'lost_below': -0.1},
+    {'lost_below': float('nan')},
+    {'lost_after_frames': 0},
+    {'lost_after_frames': 2.5},
+    {'lost_after_frames': True},
 ])
 def test_thresholds_validated(kwargs):
     with pytest.raises(ValueError):

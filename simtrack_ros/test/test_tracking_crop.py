@@ -23,7 +23,7 @@ def ramp_frame(height: int = 5, width: int = 6) -> np.ndarray:
 
 
 def official_sample_target(frame, box, factor, output_size):
-    """The official routine spelled out (crop, copyMakeBorder, resize) for cross-checks."""
+    """Crop as the official routine does (crop, copyMakeBorder, resize), for cross-checks."""
     x, y, w, h = box
     side = math.ceil(math.sqrt(w * h) * factor)
     x1 = round(x + 0.5 * w - side * 0.5)

@@ -12,16 +12,16 @@ no_cuda_only = pytest.mark.skipif(CUDA, reason='checks the behaviour without CUD
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(device='gpu'), 'device'),
-    (dict(device='cuda:x'), 'device'),
-    (dict(device='cuda:-1'), 'device'),
-    (dict(device=0), 'device'),
-    (dict(precision='int8'), 'precision'),
-    (dict(precision='float16'), 'precision'),
-    (dict(cuda_graphs='yes'), 'cuda_graphs'),
-    (dict(crop_on_device=1), 'crop_on_device'),
-    (dict(device='cpu', precision='fp16'), 'fp16'),
-    (dict(device='cpu', cuda_graphs=True), 'cuda_graphs'),
+    ({'device': 'gpu'}, 'device'),
+    ({'device': 'cuda:x'}, 'device'),
+    ({'device': 'cuda:-1'}, 'device'),
+    ({'device': 0}, 'device'),
+    ({'precision': 'int8'}, 'precision'),
+    ({'precision': 'float16'}, 'precision'),
+    ({'cuda_graphs': 'yes'}, 'cuda_graphs'),
+    ({'crop_on_device': 1}, 'crop_on_device'),
+    ({'device': 'cpu', 'precision': 'fp16'}, 'fp16'),
+    ({'device': 'cpu', 'cuda_graphs': True}, 'cuda_graphs'),
 ])
 def test_options_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tracking_standin import draw_box, iou, StandInModel, textured_frame
 
 from simtrack_ros.model import build_model
 from simtrack_ros.tracking import (
     EngineOptions, StateThresholds, TargetResult, TIMING_KEYS, Tracker, TrackerOptions,
     TrackState)
-from tracking_standin import draw_box, iou, StandInModel, textured_frame
 
 HEIGHT, WIDTH = 240, 320
 BOX_TOLERANCE = 1e-4      # px: fp32 rounding of the map-back only

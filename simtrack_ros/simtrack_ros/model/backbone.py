@@ -127,7 +127,7 @@ class SimTrackBackbone(nn.Module):
         return torch.cat([tokens, foveal + self.foveal_position(pos)], dim=1)
 
     def search_position(self) -> torch.Tensor:
-        """CLIP's patch position embedding resized to the search grid: sz²×width."""
+        """Return CLIP's patch position embedding resized to the search grid: sz²×width."""
         pos = self.visual.positional_embedding[1:]
         clip_grid, sz = self.visual.grid, self.search_grid
         if clip_grid == sz:

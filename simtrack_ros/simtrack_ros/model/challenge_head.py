@@ -25,7 +25,7 @@ CLASS_STREAM_PREFIXES = ('cls_projection.', 'classifier.', 'fusion_layer.')
 
 
 def zero_linear(in_features: int, out_features: int) -> nn.Linear:
-    """A Linear layer with zero weight and bias (starts as the zero map)."""
+    """Return a Linear layer with zero weight and bias (starts as the zero map)."""
     layer = nn.Linear(in_features, out_features)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)

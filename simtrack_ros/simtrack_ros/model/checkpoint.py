@@ -104,8 +104,10 @@ def read_file(path: PathLike) -> Any:
 
 
 def unwrap_state_dict(obj: Any, source: str = '') -> StateDict:
-    """The flat state dict inside ``obj``: unwraps ``net``/``state_dict``/``model`` and strips
-    a ``module.`` prefix."""
+    """Return the flat state dict inside ``obj``.
+
+    Unwraps ``net``/``state_dict``/``model`` and strips a ``module.`` prefix.
+    """
     while isinstance(obj, Mapping):
         inner = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
         if not inner or any(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -376,7 +378,7 @@ def save_checkpoint(model: SimTrack, path: PathLike,
 
 
 def official_state_dict(model: SimTrack) -> StateDict:
-    """The official SimTrack box part of ``model`` (218 keys for B/16), on the CPU."""
+    """Return the official SimTrack box part of ``model`` (218 keys for B/16), on the CPU."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()
             if not k.startswith(CLASS_STREAM_PREFIXES)}
 

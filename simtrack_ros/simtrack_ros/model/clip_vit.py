@@ -126,7 +126,7 @@ class VisionTransformer(nn.Module):
         return self.ln_post(self.transformer(self.ln_pre(tokens)))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """CLIP's image embedding (``ln_post`` of the CLS token times ``proj``): B×output_dim.
+        """Return CLIP's image embedding, ``ln_post(CLS token) @ proj``: B×output_dim.
 
         Not used by SimTrack; it checks that loaded CLIP weights reproduce CLIP.
         """

@@ -91,7 +91,7 @@ class SimTrackConfig:
         return cls(**values)
 
     def replace(self, **changes: Any) -> 'SimTrackConfig':
-        """A copy with some fields changed."""
+        """Return a copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
 

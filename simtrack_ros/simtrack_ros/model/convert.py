@@ -17,7 +17,7 @@ from simtrack_ros.model.config import CONFIG_NAMES, get_config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
+    """Build the command-line parser."""
     parser = argparse.ArgumentParser(
         prog='python -m simtrack_ros.model.convert',
         description='Convert SimTrack checkpoints. Files are read with weights_only loading '

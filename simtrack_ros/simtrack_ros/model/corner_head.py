@@ -48,7 +48,10 @@ class CornerPredictor(nn.Module):
         return x[:, 0]
 
     def soft_argmax(self, score_map: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Expected (x, y) of a B×H×W logit map under its softmax, normalised: two B tensors."""
+        """Return the expected (x, y) of a B×H×W logit map under its softmax, normalised.
+
+        The result is two B tensors.
+        """
         # Elementwise products stay fp32 under autocast (a matmul would drop to bf16/fp16).
         prob = torch.softmax(score_map.flatten(1).float(), dim=1)
         x = (prob * self.coord_x.float()).sum(dim=1) / self.img_sz

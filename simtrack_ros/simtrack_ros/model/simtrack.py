@@ -103,7 +103,7 @@ class SimTrack(ChallengeStream):
     def forward(self, template: torch.Tensor, search: torch.Tensor,
                 template_anno: torch.Tensor, run_box_head: bool = True,
                 run_cls_head: bool = True) -> Dict[str, torch.Tensor]:
-        """Full forward (training and one-off inference): see :meth:`forward_search`."""
+        """Run the whole model, for training and one-off inference: see :meth:`forward_search`."""
         return self.forward_search(self.encode_template(template, template_anno), search,
                                    run_box_head=run_box_head, run_cls_head=run_cls_head)
 
