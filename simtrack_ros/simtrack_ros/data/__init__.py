@@ -1,0 +1,1 @@
+"""Data: sequence readers, annotation schema and pipeline, synthetic maritime scenes."""

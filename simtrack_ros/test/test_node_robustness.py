@@ -1,0 +1,138 @@
+"""Bad input never stops the node: every case gets a clear reply or log, and serving goes on."""
+from __future__ import annotations
+
+import math
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from node_helpers import frame, image, set_target_request, TrackerUnderTest
+from sensor_msgs.msg import Image
+from simtrack_ros_interfaces.srv import SetTarget
+
+
+def _malformed() -> list:
+    good = image(frame(), 0.0)
+    short = image(frame(), 3.0)
+    short.data = bytes(good.data)[:-7]
+    narrow = image(frame(), 4.0)
+    narrow.step = 100
+    unknown = image(frame(), 5.0)
+    unknown.encoding = 'hsv8'
+    empty = Image(encoding='bgr8')
+    empty.header.stamp.sec = 6
+    return [short, narrow, unknown, empty]
+
+
+def test_malformed_images_are_counted_and_skipped(ros):
+    node = TrackerUnderTest(ros)
+    target_id = node.start_tracking()
+    for count, bad in enumerate(_malformed(), start=1):
+        node.publish(bad)
+        assert ros.wait_for(lambda: node.node._stats.malformed >= count), bad.encoding
+    good = image(frame(), 10.0)
+    status = node.publish_and_wait(good)
+    assert [t.target_id for t in status.targets] == [target_id]
+    values = node.diagnostics()
+    assert int(values['malformed images']) >= 4
+
+
+def test_set_target_rejections_say_why(ros):
+    node = TrackerUnderTest(ros)
+    node.wait_connected()
+    reply = node.set_target(set_target_request(160, 120, 40, 30))
+    assert not reply.success and reply.message.startswith('no image received yet on ')
+    node.publish_and_wait(image(frame(), 1.0))
+    cases = {
+        'width and height must be positive': set_target_request(160, 120, 0, 30),
+        'must be positive': set_target_request(160, 120, 40, -5),
+        'NaN or infinite': set_target_request(math.nan, 120, 40, 30),
+        'infinite': set_target_request(160, 120, math.inf, 30),
+        'entirely outside the 320x240 image': set_target_request(1000, 120, 40, 30),
+    }
+    for expected, request in cases.items():
+        reply = node.set_target(request)
+        assert not reply.success and expected in reply.message, (expected, reply.message)
+    assert node.node._tracker.target_ids == ()
+    assert node.set_target(set_target_request(160, 120, 40, 30)).success
+
+
+def test_resolution_change_mid_stream(ros):
+    node = TrackerUnderTest(ros)
+    target_id = node.start_tracking(box=(280, 200, 40, 30))
+    node.publish_and_wait(image(frame(), 2.0))
+    small = image(frame(width=160, height=120), 3.0)
+    status = node.publish_and_wait(small)
+    assert [t.target_id for t in status.targets] == [target_id]
+    assert ros.wait_for(lambda: any(d.header.stamp == small.header.stamp
+                                    for d in node.out['detection']))
+    box = next(d for d in node.out['detection'] if d.header.stamp == small.header.stamp).bbox
+    assert 0 <= box.center.position.x <= 160 and 0 <= box.center.position.y <= 120
+    assert node.node._stats.frame_size == (120, 160)
+    big = image(frame(width=640, height=480), 4.0)
+    assert node.publish_and_wait(big).targets[0].target_id == target_id
+
+
+def test_time_going_backwards_clears_the_frame_buffer(ros):
+    node = TrackerUnderTest(ros)
+    target_id = node.start_tracking(stamp_s=100.0)
+    node.publish_and_wait(image(frame(), 101.0))
+    assert len(node.node._frames) >= 2
+    looped = image(frame(), 5.0)
+    status = node.publish_and_wait(looped)
+    assert status.targets[0].target_id == target_id
+    assert len(node.node._frames) == 1
+    reply = node.set_target(set_target_request(160, 120, 40, 30, stamp_s=100.0))
+    assert reply.success and 'used the newest frame (stamp 5.000000000)' in reply.message
+
+
+def test_exceptions_in_the_worker_do_not_stop_it(ros, monkeypatch):
+    node = TrackerUnderTest(ros)
+    target_id = node.start_tracking()
+    tracker = node.node._tracker
+    real_track = tracker.track
+    calls = []
+
+    def failing_once(rgb):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError('simulated CUDA error')
+        return real_track(rgb)
+    monkeypatch.setattr(tracker, 'track', failing_once)
+    node.publish(image(frame(), 2.0))
+    assert ros.wait_for(lambda: node.node._stats.errors == 1)
+    assert 'simulated CUDA error' in node.node._stats.last_error
+    status = node.publish_and_wait(image(frame(), 3.0))
+    assert [t.target_id for t in status.targets] == [target_id]
+    values = node.diagnostics()
+    assert values['processing errors'] == '1'
+
+
+def test_set_target_storm(ros):
+    """Waves of concurrent requests (each within the default service queue depth of 10)."""
+    node = TrackerUnderTest(ros, max_targets=3)
+    node.start_tracking()
+    client = ros.client.create_client(SetTarget, ros.topic('simtrack/set_target'))
+    assert client.wait_for_service(timeout_sec=5)
+    replies = []
+    for wave in range(5):
+        futures = [client.call_async(set_target_request(150 + i, 120, 30, 30,
+                                                        target_id=f'id{(wave + i) % 5}'))
+                   for i in range(8)]
+        node.publish(image(frame(), 2.0 + wave * 0.1))
+        assert ros.wait_for(lambda: all(f.done() for f in futures), timeout=30)
+        replies += [f.result() for f in futures]
+    refused = [r for r in replies if not r.success]
+    assert refused and all('max_targets=3' in r.message for r in refused)
+    assert len(node.node._tracker.target_ids) == 3
+    status = node.publish_and_wait(image(frame(), 5.0))
+    assert len(status.targets) == 3
+
+
+def test_diagnostics_report_state(ros):
+    node = TrackerUnderTest(ros)
+    node.start_tracking()
+    values = node.diagnostics()
+    assert values['level'] == DiagnosticStatus.WARN  # demo model, untrained head
+    assert 'demo model' in values['message'] and 'untrained' in values['message']
+    assert values['device'] == 'cpu' and values['targets'] == '1'
+    assert values['classification trained'] == 'false' and values['load error'] == 'none'
+    assert values['lifecycle state'] == 'active'
