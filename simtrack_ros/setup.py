@@ -1,6 +1,6 @@
 """ament_python build of simtrack_ros (colcon on a ROS 2 install, or pip in a venv)."""
-import os
 from glob import glob
+import os
 
 from setuptools import find_packages, setup
 
@@ -14,7 +14,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*launch.[pxy][yma]*')),
-        (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml')),
+        (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml') + glob('config/*.xml')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
