@@ -58,6 +58,17 @@ def test_python_package_declares_every_import():
     assert package.get_build_type() == 'ament_python'
 
 
+def test_python_package_declares_test_imports():
+    package = parse_package(str(PACKAGE_DIR / 'package.xml'))
+    imported = _imported_top_level(list((PACKAGE_DIR / 'test').glob('*.py')))
+    keys = dict(ROSDEP_KEYS, pytest='python3-pytest', yaml='python3-yaml',
+                catkin_pkg='python3-catkin-pkg')
+    needed = {keys[name] for name in imported if name in keys} | (imported & ROS_PACKAGES)
+    needed.add('python3-flake8')  # test_flake8 runs it as a module
+    missing = needed - _dependencies(package)
+    assert not missing, f'package.xml lacks test dependencies {sorted(missing)}'
+
+
 def test_interfaces_declare_referenced_message_packages():
     package = parse_package(str(INTERFACES_DIR / 'package.xml'))
     referenced: Set[str] = set()
