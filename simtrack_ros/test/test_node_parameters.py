@@ -157,6 +157,17 @@ def test_trained_head_publishes_probabilities(ros, tmp_path: Path):
     assert not challenge.multi_label
 
 
+def test_untrained_box_head_is_flagged(ros, tmp_path: Path):
+    model = build_model('tiny')  # e.g. CLIP-only weights: backbone loaded, box head random
+    model.trained_heads = set()
+    weights = save_checkpoint(model, tmp_path / 'backbone_only.pth')
+    node = TrackerUnderTest(ros, weights=str(weights))
+    assert node.node._lifecycle == 'active'
+    values = node.diagnostics()
+    assert values['level'] == DiagnosticStatus.WARN
+    assert 'box head untrained' in values['message']
+
+
 def test_config_file_lists_every_parameter_with_its_default():
     config = Path(__file__).resolve().parents[1] / 'config' / 'tracker.yaml'
     text = config.read_text()

@@ -136,3 +136,18 @@ def test_diagnostics_report_state(ros):
     assert values['device'] == 'cpu' and values['targets'] == '1'
     assert values['classification trained'] == 'false' and values['load error'] == 'none'
     assert values['lifecycle state'] == 'active'
+
+
+def test_unexpected_error_in_set_target_is_answered(ros):
+    node = TrackerUnderTest(ros)
+    target_id = node.start_tracking()
+
+    def out_of_memory(*_args, **_kwargs):
+        raise RuntimeError('CUDA out of memory (simulated)')
+
+    node.node._tracker.initialize = out_of_memory
+    reply = node.set_target(set_target_request(100, 80, 30, 20, target_id='second'))
+    assert not reply.success
+    assert reply.message == 'internal error: RuntimeError: CUDA out of memory (simulated)'
+    status = node.publish_and_wait(image(frame(), 20.0))
+    assert [t.target_id for t in status.targets] == [target_id]

@@ -24,6 +24,8 @@ class LoadedModel:
 
     model: nn.Module
     description: str
+    #: False for the demo model and backbone-only weights (e.g. CLIP): boxes mean nothing.
+    box_trained: bool
     warnings: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
@@ -55,11 +57,17 @@ def load_model(weights: str, model_config: str) -> LoadedModel:
     if not weights:
         model = build_model(config or DEMO_CONFIG).eval()
         return LoadedModel(model, f'demo model ({model.config.name}, random weights)',
-                           warnings=[DEMO_WARNING])
+                           box_trained=False, warnings=[DEMO_WARNING])
     path = resolve_weights(weights)
     model, report = load_checkpoint(path, config)
-    loaded = LoadedModel(model, f'{model.config.name} from {path}', notes=[report.summary()])
+    box_trained = 'box' in model.trained_heads
+    loaded = LoadedModel(model, f'{model.config.name} from {path}', box_trained,
+                         notes=[report.summary()])
     problems = report.problems()
     if problems:
         loaded.warnings.append(f'checkpoint {path}: ' + '; '.join(problems))
+    if not box_trained:
+        loaded.warnings.append(
+            f'checkpoint {path} has no trained box head (backbone-only weights such as CLIP): '
+            'the boxes and confidences are MEANINGLESS until the tracker is trained')
     return loaded

@@ -106,7 +106,8 @@ def summarize(state: NodeState, now: NodeStats, then: NodeStats
     if now.errors > then.errors:
         warnings.append(f'processing errors: {now.last_error}')
     if state.demo_model:
-        warnings.append('demo model with random weights')
+        warnings.append('box head untrained (demo model or backbone-only weights): boxes are '
+                        'not meaningful')
     if state.classification_trained is False:
         warnings.append('classification head untrained (challenge UNKNOWN)')
     if warnings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from rclpy.callback_groups import CallbackGroup
 from simtrack_ros_interfaces.srv import SetTarget, StopTracking
@@ -31,10 +31,26 @@ class TargetServices:
     _load_error: str
 
     def _create_services(self, group: CallbackGroup) -> None:
-        self.create_service(SetTarget, '~/set_target', self._on_set_target,
+        self.create_service(SetTarget, '~/set_target', self._guarded(self._on_set_target),
                             callback_group=group)
-        self.create_service(StopTracking, '~/stop_tracking', self._on_stop_tracking,
-                            callback_group=group)
+        self.create_service(StopTracking, '~/stop_tracking',
+                            self._guarded(self._on_stop_tracking), callback_group=group)
+
+    def _guarded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """Wrap a service handler so an unexpected error is answered, never raised.
+
+        rclpy re-raises a callback's exception out of the executor, which would end the node;
+        e.g. running out of (GPU) memory while cutting a huge template must not do that.
+        """
+        def serve(request: Any, response: Any) -> Any:
+            try:
+                return handler(request, response)
+            except Exception as exc:  # noqa: B902 - any failure becomes a reply
+                response.success = False
+                response.message = f'internal error: {type(exc).__name__}: {exc}'
+                self.get_logger().error(f'{handler.__name__}: {response.message}')
+                return response
+        return serve
 
     def _not_ready(self) -> Optional[str]:
         """Why targets cannot be set now, or None."""
@@ -75,8 +91,11 @@ class TargetServices:
             response.message = f'{found.message}, but that image is unusable: {exc}'
             return response
         box = (cx - width / 2.0, cy - height / 2.0, width, height)
-        tracker = self._tracker
         with self._tracker_lock:
+            tracker = self._tracker
+            if tracker is None:  # cleaned up since the readiness check
+                response.message = self._not_ready() or 'model not loaded'
+                return response
             ids = tracker.target_ids
             limit = int(self._params['max_targets'])
             if request.target_id not in ids and len(ids) >= limit:
@@ -88,6 +107,7 @@ class TargetServices:
             except ValueError as exc:
                 response.message = f'{described}: {exc}'
                 return response
+
             self._frames_tracked[target_id] = 0
         response.success = True
         response.target_id = target_id
@@ -97,15 +117,15 @@ class TargetServices:
 
     def _on_stop_tracking(self, request: StopTracking.Request, response: StopTracking.Response
                           ) -> StopTracking.Response:
-        tracker = self._tracker
         target_id = request.target_id
-        if tracker is None:
-            response.success = not target_id
-            response.message = (f'no targets: {self._not_ready()}' if not target_id else
-                                f'unknown target id {target_id!r}: no targets '
-                                f'({self._not_ready()})')
-            return response
         with self._tracker_lock:
+            tracker = self._tracker
+            if tracker is None:
+                response.success = not target_id
+                response.message = (f'no targets: {self._not_ready()}' if not target_id else
+                                    f'unknown target id {target_id!r}: no targets '
+                                    f'({self._not_ready()})')
+                return response
             if not target_id:
                 ids = tracker.target_ids
                 tracker.clear()

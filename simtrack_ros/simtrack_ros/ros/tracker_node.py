@@ -102,7 +102,7 @@ class TrackerNode(TargetServices, LifecycleNode):
             logger.warning('the classification head has no trained weights: ~/challenge '
                            'publishes challenge=UNKNOWN (255) with empty probabilities')
         self._tracker, self._load_error = tracker, ''
-        self._model_name, self._demo_model = loaded.description, not self._params['weights']
+        self._model_name, self._demo_model = loaded.description, not loaded.box_trained
         self._output = ResultPublisher(self, str(tracker.engine.device), self._model_name,
                                        tracker.has_probabilities)
         self._lifecycle = 'inactive'
