@@ -64,6 +64,8 @@ def test_dynamic_changes_apply(ros):
     tracker = tracker_node._tracker
     assert tracker.search_factor == 5.0
     assert tracker.options.thresholds.uncertain_below == 0.5
+    existing = next(iter(tracker._targets.values()))  # set before the change
+    assert existing.machine.thresholds.recover_above == 0.6
     assert tracker_node._frames.length == 3
     assert tracker_node._frames.max_age_ns == 500_000_000
     for index in range(5):

@@ -2,10 +2,11 @@
 
 Model and device parameters are read-only (read once, at configure). The input QoS and
 ``compressed_input`` apply at the next activation. Everything else applies at once:
-``search_factor`` from the next frame, ``template_factor`` and the state thresholds to
-targets set afterwards. A bad value is rejected with ``SetParametersResult(successful=False,
-reason=...)``; a bad value in a params file (wrong type, out of range, unknown choice) makes
-the configure transition fail with the reason, and the node stays up.
+``search_factor`` from the next frame, ``template_factor`` to targets set afterwards, the
+state thresholds to every target. A bad value is rejected with
+``SetParametersResult(successful=False, reason=...)``; a bad value in a params file (wrong
+type, out of range, unknown choice) makes the configure transition fail with the reason, and
+the node stays up.
 """
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ of the source image. Services: see :mod:`.node_services`.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
@@ -199,10 +198,8 @@ class TrackerNode(TargetServices, LifecycleNode):
             tracker = self._tracker
             if tracker is not None:
                 options = parameters.tracker_options(values)
-                tracker.options = dataclasses.replace(tracker.options,
-                                                      thresholds=options.thresholds)
-                tracker.search_factor = options.search_factor
-                tracker.template_factor = options.template_factor
+                tracker.update_options(options.search_factor, options.template_factor,
+                                       options.thresholds)
         later = [name for name in ('compressed_input', 'image_reliability', 'image_qos_depth')
                  if values[name] != old[name]]
         if later and self._lifecycle == 'active':

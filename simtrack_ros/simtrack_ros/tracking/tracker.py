@@ -17,7 +17,7 @@ upload, within one uint8 level of the exact path).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -144,6 +144,19 @@ class Tracker:
         self._targets: Dict[str, _Target] = {}
         self._token_batch: Optional[Tuple[Tuple[str, ...], torch.Tensor]] = None
         self._id_counter = 0
+
+    def update_options(self, search_factor: float, template_factor: float,
+                       thresholds: StateThresholds) -> None:
+        """Change crop factors and state thresholds while tracking.
+
+        The search factor applies from the next frame, the template factor to targets set
+        afterwards (a template is cut once), the thresholds to every target at once.
+        """
+        self.options = replace(self.options, search_factor=search_factor,
+                               template_factor=template_factor, thresholds=thresholds)
+        self.search_factor, self.template_factor = search_factor, template_factor
+        for target in self._targets.values():
+            target.machine.thresholds = thresholds
 
     @property
     def target_ids(self) -> Tuple[str, ...]:
