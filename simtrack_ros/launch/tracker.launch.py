@@ -12,13 +12,19 @@ Set a target with the ``set_target`` service (``/<namespace>/simtrack/set_target
 /demo_camera/ground_truth). ``ros2 run simtrack_ros demo`` instead runs the tracker, the demo
 camera and a client that sets the target, in one process, without launch.
 
+Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
+``weights``, ``device`` and ``compressed_input`` arguments override it only when given on the
+command line (their empty default keeps the file's value); ``use_sim_time`` always applies.
+
 The node configures and activates itself (parameter ``autostart``), so a plain ``Node`` action
 works on Humble, Jazzy and Kilted alike. To drive the lifecycle from outside instead, set
 ``autostart: false`` in the params file and use ``launch_ros.actions.LifecycleNode`` (with
 ``autostart=True`` on Jazzy and newer) or a lifecycle manager.
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from typing import Dict, List
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -27,6 +33,39 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'simtrack_ros'
 BOOLEAN = ['true', 'false']
+#: Launch arguments that set the node parameter of the same name (with its type) only when
+#: given on the command line; their empty default keeps the value from params_file.
+OPTIONAL_OVERRIDES = {'weights': str, 'device': str, 'compressed_input': bool}
+
+
+def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
+    """Return the node parameters that override params_file: the given optional arguments."""
+    overrides = {}
+    for name, value_type in OPTIONAL_OVERRIDES.items():
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            # Plain values are type-checked, not parsed: convert the boolean text here.
+            typed = value == 'true' if value_type is bool else value
+            overrides[name] = ParameterValue(typed, value_type=value_type)
+    # A launch-level convention: the use_sim_time argument always sets the parameter.
+    overrides['use_sim_time'] = ParameterValue(
+        LaunchConfiguration('use_sim_time'), value_type=bool)
+    return overrides
+
+
+def launch_tracker(context: LaunchContext) -> List[Node]:
+    """Return the tracker node, with the overrides the launch arguments resolve to."""
+    image_topic = LaunchConfiguration('image_topic')
+    return [Node(
+        package=PACKAGE,
+        executable='tracker_node',
+        name='simtrack',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=[LaunchConfiguration('params_file'), parameter_overrides(context)],
+        remappings=[('image', image_topic), ('image/compressed', [image_topic, '/compressed'])],
+        ros_arguments=['--log-level', LaunchConfiguration('log_level')],
+        output='screen',
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -45,16 +84,19 @@ def generate_launch_description() -> LaunchDescription:
             'params_file',
             default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), 'config',
                                                 'tracker.yaml']),
-            description='Parameter file of the tracker node. The weights, device, '
-                        'compressed_input and use_sim_time arguments override its values.'),
+            description='Parameter file of the tracker node. The weights, device and '
+                        'compressed_input arguments override its values only when given; '
+                        'use_sim_time always does.'),
         DeclareLaunchArgument(
             'weights', default_value='',
-            description='SimTrack checkpoint (.pth); empty: the demo model with random '
-                        'weights (boxes and classes are not meaningful).'),
+            description='SimTrack checkpoint (.pth); empty: take weights from params_file '
+                        '(whose own empty value runs the demo model with random weights: '
+                        'boxes and classes are not meaningful).'),
         DeclareLaunchArgument(
-            'device', default_value='auto', choices=['auto', 'cpu', 'cuda'],
-            description='Inference device; auto takes CUDA when available, else the CPU. '
-                        'To pick one of several GPUs set CUDA_VISIBLE_DEVICES.'),
+            'device', default_value='', choices=['', 'auto', 'cpu', 'cuda'],
+            description='Inference device; empty: take device from params_file; auto takes '
+                        'CUDA when available, else the CPU. To pick one of several GPUs set '
+                        'CUDA_VISIBLE_DEVICES.'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', choices=BOOLEAN,
             description='Use the /clock topic as the time source.'),
@@ -63,34 +105,17 @@ def generate_launch_description() -> LaunchDescription:
             choices=['debug', 'info', 'warn', 'error', 'fatal'],
             description='Logging level of the nodes.'),
         DeclareLaunchArgument(
-            'compressed_input', default_value='false', choices=BOOLEAN,
+            'compressed_input', default_value='', choices=['', 'true', 'false'],
             description='Subscribe to sensor_msgs/CompressedImage on <image_topic>/compressed '
-                        'instead of raw images.'),
+                        'instead of raw images; empty: take compressed_input from '
+                        'params_file.'),
         DeclareLaunchArgument(
             'demo', default_value='false', choices=BOOLEAN,
             description='Also start the synthetic sea demo camera, publishing raw images on '
                         'image_topic (its true target box on demo_camera/ground_truth).'),
     ]
-    tracker = Node(
-        package=PACKAGE,
-        executable='tracker_node',
-        name='simtrack',
-        namespace=namespace,
-        parameters=[
-            LaunchConfiguration('params_file'),
-            {
-                'weights': ParameterValue(LaunchConfiguration('weights'), value_type=str),
-                'device': ParameterValue(LaunchConfiguration('device'), value_type=str),
-                'compressed_input': ParameterValue(
-                    LaunchConfiguration('compressed_input'), value_type=bool),
-                'use_sim_time': ParameterValue(
-                    LaunchConfiguration('use_sim_time'), value_type=bool),
-            },
-        ],
-        remappings=[('image', image_topic), ('image/compressed', [image_topic, '/compressed'])],
-        ros_arguments=['--log-level', LaunchConfiguration('log_level')],
-        output='screen',
-    )
+    # An OpaqueFunction, since which parameters to override depends on the argument values.
+    tracker = OpaqueFunction(function=launch_tracker)
     # The demo camera is a wall-clock source: it stamps frames with system time.
     demo_camera = Node(
         package=PACKAGE,

@@ -51,6 +51,22 @@ def _literal(node: ast.expr) -> object:
     return ast.literal_eval(node)
 
 
+def _constant(name: str) -> ast.expr:
+    """AST of the value assigned to the module-level constant ``name``."""
+    for statement in _tree().body:
+        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and getattr(statement.targets[0], 'id', None) == name):
+            return statement.value
+    raise AssertionError(f'no module-level constant {name}')
+
+
+def _optional_overrides() -> Dict[str, str]:
+    """``OPTIONAL_OVERRIDES`` as parameter name -> type name (``str``, ``bool``, ...)."""
+    mapping = _constant('OPTIONAL_OVERRIDES')
+    assert isinstance(mapping, ast.Dict), 'OPTIONAL_OVERRIDES is not a dict literal'
+    return {ast.literal_eval(key): value.id for key, value in zip(mapping.keys, mapping.values)}
+
+
 def _argument_defaults() -> Dict[str, object]:
     """Literal default of every declared launch argument (None where not a literal)."""
     defaults = {}
@@ -108,23 +124,58 @@ def test_tracker_node_matches_the_params_file():
     assert _config_parameters(), f'{CONFIG_FILE.name} has no parameters for the node simtrack'
 
 
-def test_overridden_parameters_exist_in_the_params_file():
+def test_overrides_are_computed_in_an_opaque_function():
+    functions = {n.name: n for n in _tree().body if isinstance(n, ast.FunctionDef)}
+    opaque = _calls(_tree(), 'OpaqueFunction')
+    assert len(opaque) == 1, 'the tracker node must come from one OpaqueFunction'
+    function = _keyword(opaque[0], 'function')
+    assert isinstance(function, ast.Name) and function.id in functions, (
+        'OpaqueFunction(function=...) must name a module-level function')
+    assert [a.arg for a in functions[function.id].args.args] == ['context']
+    # The tracker node is built inside that function, so the overrides are evaluated there.
+    tracker_line = _tracker_node().lineno
+    assert any(call.lineno == tracker_line for call in _calls(functions[function.id], 'Node'))
+
+
+def test_tracker_node_has_no_unconditional_optional_overrides():
     parameters = _keyword(_tracker_node(), 'parameters')
     assert isinstance(parameters, ast.List)
-    overrides = [ast.literal_eval(key) for item in parameters.elts
-                 if isinstance(item, ast.Dict) for key in item.keys]
-    assert overrides, 'no parameter overrides found'
+    optional = set(_optional_overrides())
+    for item in parameters.elts:
+        if isinstance(item, ast.Dict):
+            keys = {ast.literal_eval(key) for key in item.keys}
+            assert not keys & optional, f'always overridden: {sorted(keys & optional)}'
+
+
+def test_optional_overrides_exist_in_the_params_file():
+    overrides = _optional_overrides()
+    assert overrides, 'no optional parameter overrides found'
     in_file = _config_parameters()
-    defaults = _argument_defaults()
-    for name in overrides:
-        if name in BUILTIN_PARAMETERS:
-            continue
+    for name, type_name in overrides.items():
+        assert name not in BUILTIN_PARAMETERS, f'{name} is a launch-level convention'
         assert name in in_file, f'{name} is not a parameter in {CONFIG_FILE.name}'
-        # The launch argument's default must not silently change the params file's default.
-        file_value = in_file[name]
-        if isinstance(file_value, bool):
-            file_value = str(file_value).lower()
-        assert defaults.get(name) == file_value, (name, defaults.get(name), file_value)
+        assert type(in_file[name]).__name__ == type_name, (name, in_file[name], type_name)
+
+
+def test_optional_overrides_default_to_the_params_file():
+    defaults = _argument_defaults()
+    descriptions = {ast.literal_eval(call.args[0]): ast.literal_eval(_keyword(call, 'description'))
+                    for call in _calls(_tree(), 'DeclareLaunchArgument')}
+    for name in _optional_overrides():
+        assert name in defaults, f'{name} is not a launch argument'
+        # Empty means "not given": the params file's value stays.
+        assert defaults[name] == '', (name, defaults[name])
+        assert 'params_file' in descriptions[name], f'{name}: description omits params_file'
+
+
+def test_always_applied_overrides_are_builtin_parameters():
+    """Check that only launch-level conventions such as use_sim_time are always overridden."""
+    function = next(n for n in _tree().body
+                    if isinstance(n, ast.FunctionDef) and n.name == 'parameter_overrides')
+    always = {ast.literal_eval(node.slice) for node in ast.walk(function)
+              if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)
+              and isinstance(node.slice, ast.Constant)}
+    assert always == BUILTIN_PARAMETERS
 
 
 def test_executables_are_console_scripts():
@@ -137,7 +188,8 @@ def test_executables_are_console_scripts():
 @pytest.mark.skipif(not HAS_LAUNCH,
                     reason='launch is not installable from PyPI; runs on a ROS 2 install')
 def test_builds_with_the_launch_api():
-    from launch import LaunchDescription
+    from launch import LaunchContext, LaunchDescription
+    from launch.actions import OpaqueFunction
     from launch_ros.actions import Node
 
     spec = importlib.util.spec_from_file_location('tracker_launch', LAUNCH_FILE)
@@ -148,6 +200,19 @@ def test_builds_with_the_launch_api():
     arguments = description.get_launch_arguments()
     assert {argument.name for argument in arguments} == EXPECTED_ARGUMENTS
     assert all(argument.description for argument in arguments)
+    context = LaunchContext()
+    # Given on the command line: params_file (skips the package lookup) and weights.
+    context.launch_configurations.update({'params_file': str(CONFIG_FILE), 'weights': '/w.pth'})
+    for argument in arguments:
+        argument.execute(context)
+    overrides = module.parameter_overrides(context)
+    assert set(overrides) == {'weights', 'use_sim_time'}
+    assert overrides['weights'].value == '/w.pth'
+    context.launch_configurations['compressed_input'] = 'true'
+    assert module.parameter_overrides(context)['compressed_input'].value is True
+    opaque = [entity for entity in description.entities if isinstance(entity, OpaqueFunction)]
+    assert len(opaque) == 1
     nodes = [entity for entity in description.entities if isinstance(entity, Node)]
+    nodes += opaque[0].execute(context)
     assert sorted(node.node_executable for node in nodes) == ['demo_camera', 'tracker_node']
     assert all(node.node_package == 'simtrack_ros' for node in nodes)

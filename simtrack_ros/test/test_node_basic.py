@@ -110,8 +110,16 @@ def test_lifecycle_without_autostart(ros):
     node.start_tracking()
     tracker.trigger_deactivate()
     assert not tracker._worker and tracker._input is None
+    assert tracker._tracker.target_ids == ()  # deactivate stops tracking and frees the device
+    assert all(p.device.type == 'cpu' for p in tracker._tracker.model.parameters())
     reply = node.set_target(set_target_request(160, 120, 40, 30))
     assert not reply.success and 'inactive' in reply.message
+    tracker.trigger_activate()
+    node.wait_connected()
+    target_id = node.start_tracking()
+    status = node.publish_and_wait(image(frame(), 30.0))
+    assert [t.target_id for t in status.targets] == [target_id]
+    tracker.trigger_deactivate()
     tracker.trigger_cleanup()
     assert tracker._tracker is None
     state = ros.call(GetState, ros.topic('simtrack/get_state'), GetState.Request())

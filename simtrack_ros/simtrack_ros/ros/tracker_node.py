@@ -110,6 +110,9 @@ class TrackerNode(TargetServices, LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._tracker_lock:
+            if self._tracker is not None:
+                self._tracker.resume()
         self._worker = InferenceWorker(self._process, self._on_worker_error, self._min_period,
                                        name=f'{NODE_NAME}_inference')
         self._worker.start()
@@ -125,6 +128,15 @@ class TrackerNode(TargetServices, LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_input()
+        with self._tracker_lock:
+            if self._tracker is not None:
+                stopped = self._tracker.target_ids
+                self._tracker.suspend()
+                self._frames_tracked.clear()
+                self.get_logger().info(
+                    f'inactive: stopped {len(stopped)} target(s); model moved off '
+                    f'{self._tracker.engine.device} until activation')
+        self._free_device_memory()
         self._lifecycle = 'inactive'
         return SUCCESS
 

@@ -13,14 +13,17 @@ Device and precision rules:
   precision on CPUs with AVX512-BF16/AMX, but it changes the numerics, so it is never chosen
   silently).
 * ``cuda_graphs`` needs CUDA likewise (error with ``device='cpu'``, warning and eager with
-  ``'auto'`` on a CPU). One graph is captured per input shape (i.e. per number of targets).
+  ``'auto'`` on a CPU). One graph is captured per input shape (i.e. per number of targets);
+  all graphs of one engine share one CUDA Graph memory pool. ``InferenceEngine.release``
+  drops the graphs and their buffers (e.g. when the node deactivates); the next ``run``
+  captures again.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
 import re
-from typing import Callable, ContextManager, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Optional, Sequence, Tuple
 import warnings
 
 import torch
@@ -96,10 +99,14 @@ def resolve_device(spec: str) -> torch.device:
 
 
 class _CapturedForward:
-    """``forward`` captured as one CUDA Graph for fixed input shapes (CUDA only)."""
+    """``forward`` captured as one CUDA Graph for fixed input shapes (CUDA only).
+
+    The graph's memory comes from ``pool`` (a ``torch.cuda.graph_pool_handle()``), which the
+    engine shares between all its graphs; the static inputs are ordinary allocations.
+    """
 
     def __init__(self, forward: Callable[[torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]],
-                 tokens: torch.Tensor, search: torch.Tensor) -> None:
+                 tokens: torch.Tensor, search: torch.Tensor, pool: Any) -> None:
         self.tokens = tokens.clone()
         self.search = search.clone()
         stream = torch.cuda.Stream(device=tokens.device)
@@ -109,7 +116,7 @@ class _CapturedForward:
                 forward(self.tokens, self.search)
         torch.cuda.current_stream(tokens.device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, pool=pool):
             self.outputs = forward(self.tokens, self.search)
 
     def __call__(self, tokens: torch.Tensor, search: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -117,6 +124,12 @@ class _CapturedForward:
         self.search.copy_(search)
         self.graph.replay()
         return self.outputs
+
+    def reset(self) -> None:
+        """Free the graph and drop its static inputs and outputs."""
+        self.outputs = {}
+        self.tokens = self.search = None
+        self.graph.reset()
 
 
 class InferenceEngine:
@@ -143,6 +156,9 @@ class InferenceEngine:
                                else self.options.crop_on_device)
         self.model = model.to(self.device).eval()
         self._graphs: Dict[Tuple, _CapturedForward] = {}
+        #: CUDA Graph memory pool shared by every graph in ``_graphs`` (created at the first
+        #: capture).
+        self._graph_pool: Any = None
 
     def _autocast(self) -> ContextManager:
         dtype = PRECISIONS[self.precision]
@@ -162,6 +178,34 @@ class InferenceEngine:
             # torch's caching host allocator keeps the pinned buffer until the copy is done.
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
+
+    def release(self) -> None:
+        """Drop the captured CUDA Graphs, their static buffers and their memory pool.
+
+        The engine stays usable: the next :meth:`run` captures again. Call it under the same
+        lock as :meth:`run`; the freed blocks go back to torch's caching allocator, so follow
+        it with ``torch.cuda.empty_cache()`` to return them to the driver. A no-op without
+        graphs (e.g. on the CPU).
+        """
+        graphs, self._graphs = self._graphs, {}
+        self._graph_pool = None
+        if graphs:
+            torch.cuda.synchronize(self.device)
+            for graph in graphs.values():
+                graph.reset()
+
+    def offload(self) -> None:
+        """Free the device: drop the CUDA Graphs and move the weights to host memory.
+
+        Template tokens cut before are invalid afterwards; :meth:`reload` brings the weights
+        back. Follow it with ``torch.cuda.empty_cache()`` to return the memory to the driver.
+        """
+        self.release()
+        self.model.to('cpu')
+
+    def reload(self) -> None:
+        """Move the weights back to the engine's device after :meth:`offload`."""
+        self.model.to(self.device)
 
     @torch.inference_mode()
     def encode_template(self, template: torch.Tensor, template_anno: torch.Tensor
@@ -194,8 +238,15 @@ class InferenceEngine:
                    run_cls_head)
             if key not in self._graphs:
                 with torch.cuda.device(self.device):
+                    # One pool for all graphs (one per target count) instead of a private
+                    # pool each. Sharing is safe because replays never overlap (the tracker
+                    # runs them one at a time under its lock) and every replay's outputs are
+                    # copied out to the CPU below, before any other graph replays and may
+                    # reuse that memory.
+                    if self._graph_pool is None:
+                        self._graph_pool = torch.cuda.graph_pool_handle()
                     self._graphs[key] = _CapturedForward(
-                        self._forward(run_cls_head), template_tokens, search)
+                        self._forward(run_cls_head), template_tokens, search, self._graph_pool)
             out = self._graphs[key](template_tokens, search)
         else:
             out = self._forward(run_cls_head)(template_tokens, search)

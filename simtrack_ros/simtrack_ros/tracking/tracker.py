@@ -239,6 +239,15 @@ class Tracker:
         self._targets.clear()
         self._token_batch = None
 
+    def suspend(self) -> None:
+        """Stop tracking every target and free the device (:meth:`resume` to go on)."""
+        self.clear()
+        self.engine.offload()
+
+    def resume(self) -> None:
+        """Bring the model back to its device after :meth:`suspend`."""
+        self.engine.reload()
+
     def _batched_tokens(self, ids: Tuple[str, ...]) -> torch.Tensor:
         if self._token_batch is None or self._token_batch[0] != ids:
             tokens = self.engine.batch_tokens([self._targets[i].tokens for i in ids])
