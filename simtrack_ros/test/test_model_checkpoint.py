@@ -266,3 +266,19 @@ def test_convert_cli_round_trip(tmp_path: Path, capsys):
     assert not any(k.startswith(CLASS_PREFIXES) for k in restored)
     assert convert_main(['official-to-ours', str(tmp_path / 'missing.pth'), str(ours)]) == 1
     assert 'no such file' in capsys.readouterr().err
+
+
+def test_convert_to_official_warns_about_what_it_loses(tmp_path: Path, capsys):
+    model = build_model(get_config('tiny', fusion=True))
+    model.trained_heads = set()
+    ours = save_checkpoint(model, tmp_path / 'clip_only.pt')
+    assert convert_main(['ours-to-official', str(ours), str(tmp_path / 'a.pth')]) == 0
+    err = capsys.readouterr().err
+    assert 'box head has no trained weights' in err and 'fusion_layer' not in err
+    with torch.no_grad():
+        model.fusion_layer.weight.fill_(0.01)
+    model.trained_heads = {'box', 'cls'}
+    ours = save_checkpoint(model, tmp_path / 'fused.pt')
+    assert convert_main(['ours-to-official', str(ours), str(tmp_path / 'b.pth')]) == 0
+    err = capsys.readouterr().err
+    assert 'trained fusion_layer is dropped' in err and 'box head' not in err

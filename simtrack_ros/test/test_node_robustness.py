@@ -53,6 +53,10 @@ def test_set_target_rejections_say_why(ros):
         assert not reply.success and expected in reply.message, (expected, reply.message)
     assert node.node._tracker.target_ids == ()
     assert node.set_target(set_target_request(160, 120, 40, 30)).success
+    rotated = set_target_request(160, 120, 40, 30)
+    rotated.bbox.center.theta = 0.3
+    reply = node.set_target(rotated)
+    assert reply.success and 'theta 0.3 ignored' in reply.message
 
 
 def test_resolution_change_mid_stream(ros):

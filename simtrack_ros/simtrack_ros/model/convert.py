@@ -14,6 +14,7 @@ from typing import List, Optional
 from simtrack_ros.model.checkpoint import (
     CheckpointError, load_checkpoint, save_checkpoint, save_official_state_dict)
 from simtrack_ros.model.config import CONFIG_NAMES, get_config
+from simtrack_ros.model.simtrack import SimTrack
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def official_export_warnings(model: SimTrack) -> List[str]:
+    """Return what the official (box-only) layout loses or carries untrained for ``model``."""
+    warnings = []
+    if 'box' not in model.trained_heads:
+        warnings.append('the box head has no trained weights (e.g. CLIP-only input): the '
+                        'written file tracks nothing until trained')
+    fusion = model.fusion_layer
+    if fusion is not None and (fusion.weight.any() or fusion.bias.any()):
+        warnings.append('the trained fusion_layer is dropped (the official layout has no '
+                        "class stream): the written file's boxes differ from this model's")
+    return warnings
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the converter; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -50,6 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.direction == 'official-to-ours':
             path = save_checkpoint(model, args.output, metadata={'converted_from': args.input})
         else:
+            for warning in official_export_warnings(model):
+                print(f'warning: {warning}', file=sys.stderr)
             path = save_official_state_dict(model, args.output)
     except (CheckpointError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)

@@ -107,11 +107,13 @@ class TargetServices:
             except ValueError as exc:
                 response.message = f'{described}: {exc}'
                 return response
-
             self._frames_tracked[target_id] = 0
         response.success = True
         response.target_id = target_id
         response.message = f'tracking {target_id}; {found.message}'
+        if bbox.center.theta != 0.0:
+            response.message += (f'; bbox theta {bbox.center.theta} ignored (the tracker '
+                                 'uses axis-aligned boxes)')
         self.get_logger().info(f'set_target: {response.message} ({described})')
         return response
 
