@@ -56,7 +56,7 @@ class DemoCameraNode(Node):
             'width', 640, _int_descriptor('Image width in pixels.', 32, 4096)).value
         self._height = self.declare_parameter(
             'height', 480, _int_descriptor('Image height in pixels.', 32, 4096)).value
-        self._fps = self.declare_parameter('fps', 15.0, ParameterDescriptor(
+        self._fps = self.declare_parameter('fps', 30.0, ParameterDescriptor(
             type=ParameterType.PARAMETER_DOUBLE, description='Frames per second.',
             read_only=True,
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=120.0)])).value
