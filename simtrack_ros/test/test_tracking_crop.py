@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simtrack_ros.tracking.crop import (
-    clip_box, crop_window, extract_window, intersect_image, map_box_back, sample_target,
+    clip_box, crop_window, extract_window, map_box_back, sample_target,
     template_anno, validate_box)
 
 TEMPLATE_SIZE = 112
@@ -168,8 +168,7 @@ def test_validate_box_rejects(box, message):
         validate_box(box, 100, 200)
 
 
-def test_validate_and_intersect():
+def test_validate_box_accepts_numbers():
     assert validate_box(np.array([1, 2, 3, 4]), 100, 200) == (1.0, 2.0, 3.0, 4.0)
-    assert intersect_image((-10, 90, 30, 20), 100, 200) == (0, 90, 20, 10)
     with pytest.raises(ValueError, match='too small'):
         crop_window((0, 0, 1e-200, 1e-200), 2.0)

@@ -144,6 +144,15 @@ def test_bad_boxes_rejected():
     assert tracker.target_ids == ()
 
 
+def test_initial_box_partly_outside_is_used_as_given():
+    """The official tracker keeps such a box: template and anno come from the raw box."""
+    tracker = make_tracker()
+    frame = textured_frame(HEIGHT, WIDTH)
+    box = (-20.0, 30.0, 60.0, 40.0)
+    target_id = tracker.initialize(frame, box)
+    assert tracker._targets[target_id].box == box
+
+
 def test_nan_output_keeps_box_and_loses_target():
     model = StandInModel()
     tracker = make_tracker(model, thresholds=StateThresholds(lost_after_frames=2))

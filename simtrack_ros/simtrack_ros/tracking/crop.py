@@ -43,14 +43,6 @@ def validate_box(box: Sequence[float], height: int, width: int) -> Box:
     return values
 
 
-def intersect_image(box: Box, height: int, width: int) -> Box:
-    """Cut a (validated, overlapping) box to its part inside the image."""
-    x, y, w, h = box
-    x1, y1 = max(x, 0.0), max(y, 0.0)
-    x2, y2 = min(x + w, float(width)), min(y + h, float(height))
-    return (x1, y1, x2 - x1, y2 - y1)
-
-
 def crop_window(box: Sequence[float], factor: float) -> Window:
     """Square crop window ``(x1, y1, side)`` of the official procedure.
 

@@ -6,10 +6,11 @@ computes ``template_anno`` and caches the template tokens (``model.encode_templa
 (factor 4), runs ONE batched ``forward_search`` for all targets, maps each predicted box back
 to the image and clips it with the official margin, as in ``lib/test/tracker/simtrack.py``.
 
-Departures from the official tracker, all for robustness: an initial box reaching outside the
-image is cut to its part inside the image; after a frame-size change the previous boxes are
-clipped to the new frame; a non-finite model output keeps the previous box and counts as
-confidence 0 (the target turns ``uncertain``, then ``lost``).
+Departures from the official tracker, all for robustness: an initial box entirely outside
+the image is rejected (one partly outside is used as given, as the official code does);
+after a frame-size change the previous boxes are clipped to the new frame; a non-finite model
+output keeps the previous box and counts as confidence 0 (the target turns ``uncertain``,
+then ``lost``).
 
 Two crop paths (``EngineOptions.crop_on_device``): the exact CPU path (OpenCV, the official
 procedure step by step) and the device path (:func:`~.preprocess.crop_on_device`, one frame
@@ -29,7 +30,7 @@ from torch import nn
 from simtrack_ros.tracking.confidence import (
     corner_confidence, StateThresholds, TargetStateMachine, TrackState, WINDOW_RADIUS)
 from simtrack_ros.tracking.crop import (
-    Box, clip_box, CLIP_MARGIN, crop_and_resize, crop_window, intersect_image, map_box_back,
+    Box, clip_box, CLIP_MARGIN, crop_and_resize, crop_window, map_box_back,
     template_anno, validate_box, Window)
 from simtrack_ros.tracking.engine import EngineOptions, InferenceEngine
 from simtrack_ros.tracking.preprocess import crop_on_device, normalize, stack_crops
@@ -215,7 +216,7 @@ class Tracker:
         if target_id is not None and not isinstance(target_id, str):
             raise ValueError(f'target_id must be a string or None, got {target_id!r}')
         height, width = validate_frame(frame, self.options.clip_margin)
-        box = intersect_image(validate_box(box_xywh, height, width), height, width)
+        box = validate_box(box_xywh, height, width)
         window = crop_window(box, self.template_factor)
         template, _ = self._inputs(frame, [window], self.template_size)
         anno = template_anno(box, self.template_size / window[2], self.template_size)
