@@ -1,8 +1,11 @@
 """Checkpoint loading and saving: official layouts, CLIP weights, our format, bad files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Dict
+import sys
+import types
+from typing import Dict, List
 
 import pytest
 import torch
@@ -190,7 +193,8 @@ def test_bad_files_give_clear_errors(tmp_path: Path):
     unknown = tmp_path / 'unknown.pth'
     torch.save({'encoder.weight': torch.zeros(2)}, unknown)
     cases = [(garbage, 'not a readable PyTorch file'), (truncated, 'not a readable PyTorch file'),
-             (unsafe, 'weights_only'), (not_weights, 'no state dict'),
+             (unsafe, r'no tensors found .*skipped non-tensor objects: .*_mark_executed'),
+             (not_weights, 'no state dict'),
              (unknown, 'unrecognised checkpoint layout'), (tmp_path / 'nope.pth', 'no such file')]
     for path, reason in cases:
         with pytest.raises(CheckpointError, match=reason) as error:
@@ -282,3 +286,99 @@ def test_convert_to_official_warns_about_what_it_loses(tmp_path: Path, capsys):
     assert convert_main(['ours-to-official', str(ours), str(tmp_path / 'b.pth')]) == 0
     err = capsys.readouterr().err
     assert 'trained fusion_layer is dropped' in err and 'box head' not in err
+
+
+class _Evil:
+    """Unpickling this opens (so creates) ``marker``: a side effect no load may trigger."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def _fake_official_modules() -> List[str]:
+    """Register the official repo's modules with stand-in classes; return their names."""
+    classes = {'lib.train.admin.settings': ['Settings'], 'lib.train.admin.stats': ['AverageMeter'],
+               'lib.utils': ['NetConstructor']}
+    added = [name for name in ('lib', 'lib.train', 'lib.train.admin', *classes)
+             if name not in sys.modules]
+    for module_name in added:
+        sys.modules[module_name] = types.ModuleType(module_name)
+    for module_name, names in classes.items():
+        for name in names:
+            cls = type(name, (), {'__module__': module_name})
+            setattr(sys.modules[module_name], name, cls)
+    return added
+
+
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
+def test_official_training_checkpoint_loads_weights_and_skips_objects(tmp_path: Path,
+                                                                      zip_format: bool):
+    import numpy as np
+    marker = tmp_path / 'pwned'
+    source = randomised()
+    names = _fake_official_modules()
+    try:
+        settings = sys.modules['lib.train.admin.settings'].Settings()
+        settings.env, settings.hook = {'workspace_dir': '/x'}, _Evil(str(marker))
+        meter = sys.modules['lib.train.admin.stats'].AverageMeter()
+        meter.avg, meter.count = np.float64(0.25), np.int64(7)
+        constructor = sys.modules['lib.utils'].NetConstructor()
+        constructor.fun_name, constructor.kwds = 'build_simtrack', {'cfg': None}
+        path = tmp_path / 'SimTrack_ep0050.pth.tar'
+        torch.save({'epoch': 50, 'actor_type': 'SimTrackActor', 'net_type': 'SimTrack',
+                    'net': box_part(source), 'net_info': None, 'constructor': constructor,
+                    'optimizer': {'state': {0: {'exp_avg': torch.ones(3)}}, 'param_groups': []},
+                    'stats': {'train': {'Loss/total': meter}}, 'settings': settings}, path,
+                   _use_new_zipfile_serialization=zip_format)
+    finally:
+        for name in names:
+            del sys.modules[name]
+    with pytest.raises(Exception):  # safe loading refuses it; a plain unpickle cannot even run
+        torch.load(path, weights_only=True)
+    model, report = load_checkpoint(path, TINY)
+    assert not marker.exists()
+    assert (report.missing, report.unexpected, report.mismatched) == ([], [], [])
+    assert report.loaded == len(box_part(source))
+    assert model.trained_heads == {'box'}
+    assert all(torch.equal(v, box_part(model)[k]) for k, v in box_part(source).items())
+    expected, got = run(source), run(model)
+    for key in ('pred_boxes', 'score_map_tl', 'score_map_br'):
+        assert torch.equal(got[key], expected[key])
+    note = next(n for n in report.notes if n.startswith('skipped non-tensor objects: '))
+    for name in ('lib.train.admin.settings.Settings', 'lib.train.admin.stats.AverageMeter',
+                 'lib.utils.NetConstructor', f'{open.__module__}.open', 'numpy'):
+        assert name in note
+    assert 'skipped non-tensor objects' in report.summary()
+    assert not any(name in sys.modules for name in names)  # nothing was imported
+    model = build_model(TINY)
+    assert load_official_state_dict(model, path).loaded == len(box_part(source))
+    assert not marker.exists()
+
+
+def test_malicious_top_level_pickle_runs_no_code(tmp_path: Path):
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pth'
+    torch.save(_Evil(str(marker)), evil)
+    shell = tmp_path / 'shell.pth'
+    torch.save({'net': _Shell(str(tmp_path / 'pwned2'))}, shell)
+    opener, system = f'{open.__module__}.open', f'{os.system.__module__}.system'
+    with pytest.raises(CheckpointError, match=rf'holds a {opener} object, not weights'):
+        load_checkpoint(evil, TINY)
+    with pytest.raises(CheckpointError, match=rf'no tensors found .*skipped .*: {system}\)'):
+        load_checkpoint(shell, TINY)
+    with pytest.raises(CheckpointError, match='no code ran'):
+        load_official_state_dict(build_model(TINY), evil)
+    assert not marker.exists() and not (tmp_path / 'pwned2').exists()
+    torch.load(evil, weights_only=False).close()  # the payload is live: plain loading runs it
+    assert marker.exists()
+
+
+class _Shell:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))

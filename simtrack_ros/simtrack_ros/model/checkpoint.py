@@ -1,7 +1,11 @@
 """Checkpoint loading and saving: official SimTrack, OpenAI CLIP, and our own format.
 
-Pickled files are read with ``torch.load(weights_only=True)`` only, so a checkpoint cannot run
-code. Our format is a dict::
+Pickled files are read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
+A file that this refuses for holding other Python objects (an official training checkpoint's
+``settings``/``stats``/``constructor``, numpy scalars) is read again with the restricted
+unpickler of :mod:`simtrack_ros.model.safe_unpickle`: tensors and plain containers load, every
+other object becomes an inert placeholder (nothing is imported or called) and the LoadReport
+notes the skipped classes. Our format is a dict::
 
     {'format': 'simtrack_ros', 'format_version': 1, 'config': {...}, 'class_names': [...],
      'trained_heads': [...], 'metadata': {...}, 'state_dict': {...}}
@@ -11,7 +15,6 @@ has its classifier rows reordered.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import json
 import os
 from pathlib import Path
@@ -23,8 +26,10 @@ import zipfile
 import torch
 
 from simtrack_ros.challenges import reorder_index
+from simtrack_ros.model import safe_unpickle
 from simtrack_ros.model.challenge_head import CLASS_STREAM_PREFIXES
 from simtrack_ros.model.config import SimTrackConfig
+from simtrack_ros.model.load_report import CheckpointError, LoadReport
 from simtrack_ros.model.simtrack import build_model, HEAD_NAMES, SimTrack
 
 FORMAT_NAME = 'simtrack_ros'
@@ -34,44 +39,6 @@ _WRAPPER_KEYS = ('net', 'state_dict', 'model')
 _CLASSIFIER_KEYS = ('classifier.weight', 'classifier.bias')
 PathLike = Union[str, 'os.PathLike[str]']
 StateDict = Dict[str, torch.Tensor]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message says why."""
-
-
-@dataclass
-class LoadReport:
-    """What a load did: counts, and every key that was missing, unexpected or mis-shaped."""
-
-    source: str = ''
-    loaded: int = 0
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
-    #: The ``metadata`` stored in a simtrack_ros checkpoint (empty for other formats).
-    metadata: Dict[str, Any] = field(default_factory=dict)
-
-    def problems(self, limit: int = 20) -> List[str]:
-        """One line per kind of problem (missing, unexpected, each mismatch), capped."""
-        lines = []
-        for kind, keys in (('missing', self.missing), ('unexpected', self.unexpected)):
-            if keys:
-                more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
-                lines.append(f'{kind} ({len(keys)}): {", ".join(keys[:limit])}{more}')
-        for key, expected, got in self.mismatched[:limit]:
-            lines.append(f'mismatched {key}: model {list(expected)}, checkpoint {list(got)}')
-        if len(self.mismatched) > limit:
-            lines.append(f'... and {len(self.mismatched) - limit} more mismatched')
-        return lines
-
-    def summary(self) -> str:
-        """Human-readable multi-line summary."""
-        lines = [f'loaded {self.loaded} tensors' + (f' from {self.source}' if self.source else '')]
-        lines.extend(self.problems())
-        lines.extend(f'note: {note}' for note in self.notes)
-        return '\n'.join(lines)
 
 
 def _short(exc: BaseException) -> str:
@@ -87,20 +54,45 @@ def _is_torchscript(path: PathLike) -> bool:
         return False
 
 
-def read_file(path: PathLike) -> Any:
-    """``torch.load(path, weights_only=True, map_location='cpu')``; CheckpointError on failure."""
+def _read(path: PathLike) -> Tuple[Any, List[str]]:
+    """Return (object, classes skipped by the restricted fallback); CheckpointError on failure."""
     if not Path(path).is_file():
         raise CheckpointError(f'checkpoint {path}: no such file')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True), []
     except Exception as exc:  # torch raises many types for corrupt files
         message = str(exc).lower()
-        if 'weights only' in message and 'unsupported global' in message:
-            reason = ('it holds Python objects beyond tensors and plain containers, which '
-                      'safe (weights_only) loading refuses because unpickling them can run code')
-        else:
-            reason = f'not a readable PyTorch file (corrupt or truncated?) [{_short(exc)}]'
-        raise CheckpointError(f'checkpoint {path}: {reason}') from None
+        if not ('weights only' in message and 'unsupported global' in message):
+            raise CheckpointError(f'checkpoint {path}: not a readable PyTorch file (corrupt or '
+                                  f'truncated?) [{_short(exc)}]') from None
+    try:  # other Python objects: read again, replacing them with inert placeholders
+        obj, skipped = safe_unpickle.load(path)
+    except Exception as exc:  # as above
+        raise CheckpointError(f'checkpoint {path}: it holds Python objects beyond tensors and '
+                              f'containers and restricted loading failed [{_short(exc)}]'
+                              ) from None
+    if isinstance(obj, safe_unpickle.SkippedObject):
+        raise CheckpointError(f'checkpoint {path}: it holds a {obj.skipped_class} object, not '
+                              'weights (it was not loaded: no code ran)')
+    return obj, skipped
+
+
+def read_file(path: PathLike) -> Any:
+    """Read ``path`` with ``torch.load(weights_only=True)`` or the restricted fallback."""
+    return _read(path)[0]
+
+
+def _skipped_notes(skipped: Sequence[str]) -> List[str]:
+    return [f'skipped non-tensor objects: {", ".join(skipped)}'] if skipped else []
+
+
+def _unwrap(obj: Any, source: str, skipped: Sequence[str]) -> StateDict:
+    """Return :func:`unwrap_state_dict`; its error also names the skipped objects."""
+    try:
+        return unwrap_state_dict(obj, source)
+    except CheckpointError as exc:
+        note = f' ({_skipped_notes(skipped)[0]})' if skipped else ''
+        raise CheckpointError(f'{exc}{note}') from None
 
 
 def unwrap_state_dict(obj: Any, source: str = '') -> StateDict:
@@ -220,11 +212,13 @@ def load_official_state_dict(model: SimTrack, obj: Union[Mapping[str, Any], Path
     checkpoint) are loaded only when ``class_names`` gives the order they were trained in.
     Sets ``model.trained_heads``.
     """
+    skipped: List[str] = []
     if not isinstance(obj, Mapping):
         source = source or str(obj)
-        obj = read_file(obj)
+        obj, skipped = _read(obj)
     report = LoadReport(source=source or 'state dict')
-    state = unwrap_state_dict(obj, report.source)
+    state = _unwrap(obj, report.source, skipped)
+    report.notes.extend(_skipped_notes(skipped))
     if any(k.startswith(CLASS_STREAM_PREFIXES) for k in state):
         if class_names is None:
             state = {k: v for k, v in state.items() if not k.startswith(CLASS_STREAM_PREFIXES)}
@@ -249,6 +243,7 @@ def load_clip_weights(model: SimTrack, path: Union[PathLike, Mapping[str, Any]],
     Also accepts a plain state dict (file or mapping). The heads stay untrained.
     """
     source = source or ('state dict' if isinstance(path, Mapping) else str(path))
+    report = LoadReport(source=source)  # notes may come from reading the file
     if isinstance(path, Mapping):
         state = unwrap_state_dict(path, source)
     elif _is_torchscript(path):
@@ -260,13 +255,14 @@ def load_clip_weights(model: SimTrack, path: Union[PathLike, Mapping[str, Any]],
             raise CheckpointError(f'checkpoint {path}: cannot load TorchScript archive '
                                   f'[{_short(exc)}]') from None
     else:
-        state = unwrap_state_dict(read_file(path), source)
+        obj, skipped = _read(path)
+        state = _unwrap(obj, source, skipped)
+        report.notes.extend(_skipped_notes(skipped))
     prefix = next((p for p in ('backbone.visual.', 'visual.', '') if p + 'conv1.weight' in state),
                   None)
     if prefix is None:
         raise CheckpointError(f'{source}: no CLIP image tower (visual.conv1.weight) found')
     visual = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    report = LoadReport(source=source)
     own = model.backbone.visual.state_dict()
     loadable = _compare(own, visual, report)
     report.unexpected.extend(k for k in visual if k not in own)
@@ -325,19 +321,22 @@ def load_checkpoint(path: PathLike, config: Optional[SimTrackConfig] = None,
     if _is_torchscript(path):
         model = build_model(config or DEFAULT_CONFIG)
         return model.eval(), load_clip_weights(model, path)
-    obj = read_file(path)
+    obj, skipped = _read(path)
     if isinstance(obj, Mapping) and obj.get('format') == FORMAT_NAME:
         model, report = _load_ours(obj, source, config)
-        return model.eval(), report
-    state = unwrap_state_dict(obj, source)
-    official = any(k.startswith('backbone.') for k in state)
-    if not official and not any(k.startswith('visual.') for k in state):
-        raise CheckpointError(f'{source}: unrecognised checkpoint layout '
-                              f'(first keys: {", ".join(list(state)[:5])})')
-    model = build_model(config or DEFAULT_CONFIG)
-    if official:
-        return model.eval(), load_official_state_dict(model, state, class_names, source)
-    return model.eval(), load_clip_weights(model, state, source)
+    else:
+        state = _unwrap(obj, source, skipped)
+        official = any(k.startswith('backbone.') for k in state)
+        if not official and not any(k.startswith('visual.') for k in state):
+            raise CheckpointError(f'{source}: unrecognised checkpoint layout '
+                                  f'(first keys: {", ".join(list(state)[:5])})')
+        model = build_model(config or DEFAULT_CONFIG)
+        if official:
+            report = load_official_state_dict(model, state, class_names, source)
+        else:
+            report = load_clip_weights(model, state, source)
+    report.notes[:0] = _skipped_notes(skipped)
+    return model.eval(), report
 
 
 def _atomic_save(payload: Any, path: PathLike) -> Path:

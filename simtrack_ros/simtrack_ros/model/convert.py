@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
     parser = argparse.ArgumentParser(
         prog='python -m simtrack_ros.model.convert',
-        description='Convert SimTrack checkpoints. Files are read with weights_only loading '
+        description='Convert SimTrack checkpoints. Files are read with weights_only loading, '
+                    'or a restricted unpickler that skips other objects without running them '
                     '(OpenAI CLIP TorchScript archives excepted).')
     parser.add_argument(
         'direction', choices=('official-to-ours', 'ours-to-official'),
