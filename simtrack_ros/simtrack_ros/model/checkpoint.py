@@ -77,11 +77,6 @@ def _read(path: PathLike) -> Tuple[Any, List[str]]:
     return obj, skipped
 
 
-def read_file(path: PathLike) -> Any:
-    """Read ``path`` with ``torch.load(weights_only=True)`` or the restricted fallback."""
-    return _read(path)[0]
-
-
 def _skipped_notes(skipped: Sequence[str]) -> List[str]:
     return [f'skipped non-tensor objects: {", ".join(skipped)}'] if skipped else []
 
