@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -49,6 +49,7 @@ from vision_msgs.msg import Detection2D
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images  # noqa: E402
 from simtrack_ros.ros.tracker_node import TrackerNode  # noqa: E402
 
 NAMESPACE = '/node_benchmark'
@@ -86,16 +87,28 @@ class Camera(Node):
         self.echo_image = self.create_publisher(Image, 'echo_image', IMAGE_QOS)
         self.arrived: Dict[Key, float] = {}
         self.statuses: Dict[Key, TrackerStatus] = {}
+        #: Notified on every arrival, so waiting for one takes no CPU (no polling).
+        self.changed = threading.Condition()
         self.create_subscription(Detection2D, 'simtrack/detection', self._on_arrival, 10)
         self.create_subscription(Header, 'echo', self._on_arrival, 10)
         self.create_subscription(TrackerStatus, 'simtrack/status', self._on_status, 10)
         self.set_target = self.create_client(SetTarget, 'simtrack/set_target')
 
     def _on_arrival(self, msg) -> None:
-        self.arrived[_key(msg if isinstance(msg, Header) else msg.header)] = time.perf_counter()
+        arrived = time.perf_counter()
+        with self.changed:
+            self.arrived[_key(msg if isinstance(msg, Header) else msg.header)] = arrived
+            self.changed.notify_all()
 
     def _on_status(self, msg: TrackerStatus) -> None:
-        self.statuses[_key(msg.header)] = msg
+        with self.changed:
+            self.statuses[_key(msg.header)] = msg
+            self.changed.notify_all()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``condition()`` holds after an arrival, or ``timeout`` s pass."""
+        with self.changed:
+            return self.changed.wait_for(condition, timeout)
 
     def frame(self, data: bytes, width: int, height: int) -> Image:
         """Make a bgr8 Image stamped now."""
@@ -105,12 +118,13 @@ class Camera(Node):
         return msg
 
 
-def _wait(condition, timeout: float = TIMEOUT_S) -> bool:
+def _wait(condition: Callable[[], bool], timeout: float = TIMEOUT_S) -> bool:
+    """Poll ``condition`` (for set-up steps, not for timed frames)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.0002)
+        time.sleep(0.001)
     return True
 
 
@@ -142,8 +156,8 @@ def _round_trips(camera: Camera, publisher, data: bytes, width: int, height: int
         key = _key(msg.header)
         sent = time.perf_counter()
         publisher.publish(msg)
-        if not _wait(lambda: key in camera.arrived and (not status or key in camera.statuses),
-                     5.0):
+        if not camera.wait_for(
+                lambda: key in camera.arrived and (not status or key in camera.statuses), 5.0):
             continue
         target = camera.statuses[key].targets[0] if status else None
         if index >= WARM_UP:
@@ -225,7 +239,7 @@ def run(frames: int, in_process: bool) -> List[Dict[str, float]]:
         rclpy.try_shutdown()
 
 
-def table(results: List[Dict[str, float]], in_process: bool) -> str:
+def table(results: List[Dict[str, float]], in_process: bool, allocator: str) -> str:
     """Format the results as a text table."""
     where = 'in the benchmark process' if in_process else 'in its own process'
     lines = [f'node-added latency: bgr8 frames, demo model on the CPU, node {where} '
@@ -241,7 +255,8 @@ def table(results: List[Dict[str, float]], in_process: bool) -> str:
     profile = os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') or 'none (Fast DDS defaults)'
     lines.append(f'target: node-added < {TARGET_MS} ms. echo: the same image through a bare '
                  'rclpy node that passes the header back; beyond-echo = node-added - echo '
-                 f'(what the node adds over plain ROS image transport). DDS profile: {profile}')
+                 f'(what the node adds over plain ROS image transport). DDS profile: {profile}. '
+                 f'Every process here: {allocator}')
     return '\n'.join(lines)
 
 
@@ -254,14 +269,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--serve-echo', action='store_true', help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 200))
+    allocator = tune_allocator_for_images()
     if options.serve_echo:
         _serve_echo()
         return 0
     results = run(options.frames, options.in_process)
-    print(table(results, options.in_process), flush=True)
+    print(table(results, options.in_process, allocator), flush=True)
     if options.json:
         options.json.write_text(json.dumps(
-            {'in_process': options.in_process, 'results': results}, indent=2) + '\n')
+            {'in_process': options.in_process, 'allocator': allocator, 'results': results},
+            indent=2) + '\n')
     return 0
 
 

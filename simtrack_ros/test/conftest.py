@@ -6,6 +6,9 @@
 * ``ros_context``: a fresh, initialised ``rclpy.Context`` per test, shut down afterwards.
 * ``ros``: a :class:`RosHarness` spinning a MultiThreadedExecutor in a background thread,
   with helpers to subscribe, publish, call services and wait for conditions.
+
+The test process tunes malloc as the node's entry point does (``allocator_tuning``), so the
+in-process node tests (memory under overload among them) run the way the node runs.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.task import Future
 
+from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
+
 T = TypeVar('T')
 _names = itertools.count()
 #: Seconds for in-flight executor handlers to finish before the executor is shut down.
@@ -30,6 +35,7 @@ _SETTLE_S = 0.1
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    tune_allocator_for_images()
     config.addinivalue_line(
         'filterwarnings', "ignore:module 'sre_parse' is deprecated:DeprecationWarning")
     config.addinivalue_line(

@@ -8,6 +8,8 @@ from node_helpers import frame, image, set_target_request, TrackerUnderTest
 from sensor_msgs.msg import Image
 from simtrack_ros_interfaces.srv import SetTarget
 
+from simtrack_ros.ros.node_services import SERVICE_QOS
+
 
 def _malformed() -> list:
     good = image(frame(), 0.0)
@@ -111,19 +113,21 @@ def test_exceptions_in_the_worker_do_not_stop_it(ros, monkeypatch):
 
 
 def test_set_target_storm(ros):
-    """Waves of concurrent requests (each within the default service queue depth of 10)."""
+    """Waves of 40 concurrent requests, four times ROS's default service queue depth."""
     node = TrackerUnderTest(ros, max_targets=3)
     node.start_tracking()
-    client = ros.client.create_client(SetTarget, ros.topic('simtrack/set_target'))
+    client = ros.client.create_client(SetTarget, ros.topic('simtrack/set_target'),
+                                      qos_profile=SERVICE_QOS)
     assert client.wait_for_service(timeout_sec=5)
     replies = []
-    for wave in range(5):
-        futures = [client.call_async(set_target_request(150 + i, 120, 30, 30,
+    for wave in range(3):
+        futures = [client.call_async(set_target_request(150 + i % 8, 120, 30, 30,
                                                         target_id=f'id{(wave + i) % 5}'))
-                   for i in range(8)]
+                   for i in range(40)]
         node.publish(image(frame(), 2.0 + wave * 0.1))
         assert ros.wait_for(lambda: all(f.done() for f in futures), timeout=30)
         replies += [f.result() for f in futures]
+    assert len(replies) == 120
     refused = [r for r in replies if not r.success]
     assert refused and all('max_targets=3' in r.message for r in refused)
     assert len(node.node._tracker.target_ids) == 3

@@ -30,6 +30,7 @@ from simtrack_ros_interfaces.msg import TargetStatus, TrackerStatus, TrackingCha
 from simtrack_ros_interfaces.srv import SetTarget
 from vision_msgs.msg import BoundingBox2D, Detection2D
 
+from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.scene_source import DemoCameraNode
 from simtrack_ros.ros.tracker_node import TrackerNode
 
@@ -220,6 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the demo; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     options = _parse(remove_ros_args(['demo', *argv])[1:])
+    tune_allocator_for_images()
     context = rclpy.Context()
     rclpy.init(args=['demo', *_parameter_args(options), *argv], context=context)
     # Single-threaded on purpose: the tracker infers on its own thread, and rclpy's

@@ -3,7 +3,9 @@
 A mixin of :class:`~simtrack_ros.ros.tracker_node.TrackerNode`; it uses the node's
 ``_tracker`` (guarded by ``_tracker_lock``), ``_frames`` (the frame buffer),
 ``_frames_tracked``, ``_params``, ``_lifecycle``, ``_load_error`` and ``_input_topic()``.
-Every reply says in words what happened or exactly why not.
+Every reply says in words what happened or exactly why not. The services keep up to
+:data:`SERVICE_QUEUE_DEPTH` waiting requests (ROS's default is 10), so a burst of set_target
+calls from many clients is queued, not dropped.
 """
 from __future__ import annotations
 
@@ -12,11 +14,19 @@ import threading
 from typing import Any, Callable, Dict, Optional
 
 from rclpy.callback_groups import CallbackGroup
+from rclpy.qos import qos_profile_services_default, QoSProfile
 from simtrack_ros_interfaces.srv import SetTarget, StopTracking
 
 from simtrack_ros.ros.frame_buffer import FrameBuffer
 from simtrack_ros.ros.image_conversion import ImageConversionError, LazyFrame
 from simtrack_ros.tracking import Tracker
+
+
+#: Requests a service holds before the middleware drops the oldest (ROS default: 10).
+SERVICE_QUEUE_DEPTH = 100
+SERVICE_QOS = QoSProfile(depth=SERVICE_QUEUE_DEPTH, history=qos_profile_services_default.history,
+                         reliability=qos_profile_services_default.reliability,
+                         durability=qos_profile_services_default.durability)
 
 
 class TargetServices:
@@ -32,9 +42,10 @@ class TargetServices:
 
     def _create_services(self, group: CallbackGroup) -> None:
         self.create_service(SetTarget, '~/set_target', self._guarded(self._on_set_target),
-                            callback_group=group)
+                            qos_profile=SERVICE_QOS, callback_group=group)
         self.create_service(StopTracking, '~/stop_tracking',
-                            self._guarded(self._on_stop_tracking), callback_group=group)
+                            self._guarded(self._on_stop_tracking), qos_profile=SERVICE_QOS,
+                            callback_group=group)
 
     def _guarded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         """Wrap a service handler so an unexpected error is answered, never raised.

@@ -20,6 +20,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 
 from simtrack_ros.data.synthetic_sea import BoxXYWH, render_sea_frame
+from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 
 #: ``Detection2D.id`` and class of the ground-truth box.
 GROUND_TRUTH_ID = 'ground_truth'
@@ -90,6 +91,7 @@ class DemoCameraNode(Node):
 def main(args: Optional[List[str]] = None) -> None:
     """Run the demo camera on its own (console script ``demo_camera``)."""
     rclpy.init(args=args)
+    tune_allocator_for_images()
     node = DemoCameraNode()
     try:
         rclpy.spin(node)
