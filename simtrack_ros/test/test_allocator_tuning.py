@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != 'glibc',
                                 reason='the tuning uses glibc mallopt')
 
 # Allocates and frees one 8 MiB block (a 1080p bgr8 frame is 6 MiB) and reports glibc's counts.
-PROBE = r'''
+PROBE = r"""
 import ctypes, json
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 
@@ -36,7 +36,7 @@ mapped = libc.mallinfo2().hblks - before
 libc.free(block)
 print(json.dumps({'message': message, 'mmapped_blocks': mapped,
                   'free_kept_bytes': libc.mallinfo2().fordblks}))
-'''
+"""
 
 
 def _probe(**env: str) -> dict:
