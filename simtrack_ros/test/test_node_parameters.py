@@ -101,8 +101,8 @@ def test_bad_params_file_values_keep_the_node_up(ros):
     node.start_tracking()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
-def test_cuda_requested_without_cuda(ros):
+def test_cuda_requested_without_cuda(ros, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # also on a GPU machine
     node = TrackerUnderTest(ros, device='cuda')
     assert node.node._lifecycle == 'unconfigured'
     assert 'CUDA is not available' in node.node._load_error
@@ -179,3 +179,6 @@ def test_config_file_lists_every_parameter_with_its_default():
     for spec in parameters.SPECS:
         index = next(i for i, line in enumerate(lines) if line.strip().startswith(f'{spec.name}:'))
         assert lines[index - 1].strip().startswith('#'), f'{spec.name} has no comment'
+        if spec.low is not None:
+            documented = f'[{spec.low:g}, {spec.high:g}]'
+            assert lines[index - 1].rstrip().endswith(documented), (spec.name, documented)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from lifecycle_msgs.srv import GetState
 from node_helpers import frame, image, set_target_request, TrackerUnderTest
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from simtrack_ros_interfaces.srv import SetTarget
 
@@ -49,6 +51,7 @@ def test_set_target_rejections_say_why(ros):
         'NaN or infinite': set_target_request(math.nan, 120, 40, 30),
         'infinite': set_target_request(160, 120, math.inf, 30),
         'entirely outside the 320x240 image': set_target_request(1000, 120, 40, 30),
+        'larger than the 320x240 image': set_target_request(160, 120, 30000, 30000),
     }
     for expected, request in cases.items():
         reply = node.set_target(request)
@@ -59,6 +62,25 @@ def test_set_target_rejections_say_why(ros):
     rotated.bbox.center.theta = 0.3
     reply = node.set_target(rotated)
     assert reply.success and 'theta 0.3 ignored' in reply.message
+    tracked = node.node._tracker.target_ids
+    reply = node.set_target(set_target_request(160, 120, 30000, 30000, target_id='typo'))
+    assert not reply.success and 'larger than the' in reply.message
+    status = node.publish_and_wait(image(frame(), 2.0))
+    assert [t.target_id for t in status.targets] == list(tracked)
+
+
+def test_set_target_on_a_malformed_frame_says_so(ros):
+    node = TrackerUnderTest(ros)
+    node.publish_and_wait(image(frame(), 1.0))
+    bad = image(frame(), 3.0)
+    bad.step = 100
+    node.publish(bad)
+    assert ros.wait_for(lambda: node.node._stats.malformed >= 1)
+    reply = node.set_target(set_target_request(160, 120, 40, 30, stamp_s=3.0))
+    assert not reply.success
+    assert 'stamp 3.000000000' in reply.message and 'that image is unusable: step 100' in \
+        reply.message, reply.message
+    assert node.set_target(set_target_request(160, 120, 40, 30, stamp_s=1.0)).success
 
 
 def test_resolution_change_mid_stream(ros):
@@ -158,4 +180,33 @@ def test_unexpected_error_in_set_target_is_answered(ros):
     assert not reply.success
     assert reply.message == 'internal error: RuntimeError: CUDA out of memory (simulated)'
     status = node.publish_and_wait(image(frame(), 20.0))
+    assert [t.target_id for t in status.targets] == [target_id]
+
+
+def test_failed_activation_is_reported_and_recoverable(ros, monkeypatch):
+    """An exception in a transition fails it with the reason in the log, diagnostics, replies."""
+    node = TrackerUnderTest(ros)
+    tracker_node = node.node
+    assert tracker_node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+
+    def out_of_memory() -> None:
+        raise RuntimeError('CUDA out of memory (simulated)')
+    monkeypatch.setattr(tracker_node._tracker, 'resume', out_of_memory)
+    assert tracker_node.trigger_activate() == TransitionCallbackReturn.FAILURE
+    assert tracker_node._worker is None and tracker_node._input is None
+    reason = 'activate failed: RuntimeError: CUDA out of memory (simulated)'
+    state = ros.call(GetState, ros.topic('simtrack/get_state'), GetState.Request())
+    assert state.current_state.label == 'inactive'
+    reply = node.set_target(set_target_request(160, 120, 40, 30))
+    assert not reply.success and reason in reply.message, reply.message
+    values = node.diagnostics()
+    assert values['level'] == DiagnosticStatus.ERROR and reason in values['message']
+    assert values['transition error'] == reason
+
+    monkeypatch.undo()
+    assert tracker_node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert tracker_node._transition_error == ''
+    node.wait_connected()
+    target_id = node.start_tracking()
+    status = node.publish_and_wait(image(frame(), 40.0))
     assert [t.target_id for t in status.targets] == [target_id]

@@ -162,6 +162,9 @@ def test_clip_box_by_hand():
     ((200, 10, 5, 5), 'outside'),
     ((-10, 10, 10, 5), 'outside'),
     ((10, 100, 5, 5), 'outside'),
+    ((0, 0, 201, 50), 'larger than the 200x100 image'),
+    ((-50, -50, 100, 101), 'larger than the 200x100 image'),
+    ((0, 0, 30000, 30000), 'larger than the 200x100 image'),
 ])
 def test_validate_box_rejects(box, message):
     with pytest.raises(ValueError, match=message):
@@ -170,5 +173,6 @@ def test_validate_box_rejects(box, message):
 
 def test_validate_box_accepts_numbers():
     assert validate_box(np.array([1, 2, 3, 4]), 100, 200) == (1.0, 2.0, 3.0, 4.0)
+    assert validate_box((-20, -10, 200, 100), 100, 200) == (-20.0, -10.0, 200.0, 100.0)
     with pytest.raises(ValueError, match='too small'):
         crop_window((0, 0, 1e-200, 1e-200), 2.0)

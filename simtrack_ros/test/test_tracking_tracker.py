@@ -177,7 +177,12 @@ def test_frame_size_change_and_boxes_leaving_the_image():
     big = textured_frame(HEIGHT, WIDTH)
     tracker.initialize(big, (WIDTH - 40, HEIGHT - 40, 80, 80))      # reaches outside
     tracker.initialize(big, (0, 0, 1, 1))                           # tiny
-    tracker.initialize(big, (-WIDTH, -HEIGHT, 3 * WIDTH, 3 * HEIGHT))  # huge
+    tracker.initialize(big, (-10, -10, WIDTH, HEIGHT))                # as large as the image
+    with pytest.raises(ValueError, match='larger than the'):
+        tracker.initialize(big, (-WIDTH, -HEIGHT, 3 * WIDTH, 3 * HEIGHT))  # no target is
+    with pytest.raises(ValueError, match='larger than the'):
+        tracker.initialize(big, (0, 0, 30000, 30000), target_id='typo')
+    assert 'typo' not in tracker.target_ids
     small = textured_frame(60, 90, seed=4)
     for frame in (big, small, small, big):
         frame_height, frame_width = frame.shape[:2]

@@ -48,6 +48,7 @@ class NodeState:
     targets: int
     dropped: int
     load_error: str
+    transition_error: str
     demo_model: bool
     worker_alive: bool
 
@@ -88,9 +89,13 @@ def summarize(state: NodeState, now: NodeStats, then: NodeStats
                                    if state.classification_trained is None
                                    else state.classification_trained),
         'load error': state.load_error or 'none',
+        'transition error': state.transition_error or 'none',
     }
     if state.load_error:
         return DiagnosticStatus.ERROR, f'not configured: {state.load_error}', values
+    if state.transition_error:
+        return (DiagnosticStatus.ERROR, f'node is {state.lifecycle}: {state.transition_error}',
+                values)
     if state.lifecycle == 'active' and not state.worker_alive:
         return DiagnosticStatus.ERROR, 'inference thread stopped', values
     warnings = []

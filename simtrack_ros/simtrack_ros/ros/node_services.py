@@ -2,7 +2,8 @@
 
 A mixin of :class:`~simtrack_ros.ros.tracker_node.TrackerNode`; it uses the node's
 ``_tracker`` (guarded by ``_tracker_lock``), ``_frames`` (the frame buffer),
-``_frames_tracked``, ``_params``, ``_lifecycle``, ``_load_error`` and ``_input_topic()``.
+``_frames_tracked``, ``_params``, ``_lifecycle``, ``_load_error``, ``_transition_error`` and
+``_input_topic()``.
 Every reply says in words what happened or exactly why not. The services keep up to
 :data:`SERVICE_QUEUE_DEPTH` waiting requests (ROS's default is 10), so a burst of set_target
 calls from many clients is queued, not dropped.
@@ -39,6 +40,7 @@ class TargetServices:
     _params: Dict[str, object]
     _lifecycle: str
     _load_error: str
+    _transition_error: str
 
     def _create_services(self, group: CallbackGroup) -> None:
         self.create_service(SetTarget, '~/set_target', self._guarded(self._on_set_target),
@@ -70,7 +72,8 @@ class TargetServices:
         if self._tracker is None:
             return f'model not loaded: the node is {self._lifecycle} (configure it first)'
         if self._lifecycle != 'active':
-            return f'node is {self._lifecycle}, not active (activate it first)'
+            why = f': {self._transition_error}' if self._transition_error else ''
+            return f'node is {self._lifecycle}, not active (activate it first){why}'
         return None
 
     def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response

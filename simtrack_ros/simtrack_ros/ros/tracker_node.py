@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 import warnings
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -54,6 +54,7 @@ class TrackerNode(TargetServices, LifecycleNode):
             parameters.set_callback(lambda: self._params, self._apply_parameters))
         self._lifecycle = 'unconfigured'
         self._load_error = ''
+        self._transition_error = ''
         self._tracker: Optional[Tracker] = None
         self._tracker_lock = threading.Lock()
         self._model_name = ''
@@ -75,7 +76,10 @@ class TrackerNode(TargetServices, LifecycleNode):
         self._diag_timer = self._create_diag_timer()
         if self._params['autostart']:
             if self.trigger_configure() == SUCCESS:
-                self.trigger_activate()
+                if self.trigger_activate() != SUCCESS:
+                    self.get_logger().error(
+                        'autostart: activate failed; the node stays up (inactive). Fix the '
+                        'cause and activate it through the lifecycle services.')
             else:
                 self.get_logger().error(
                     'autostart: configure failed; the node stays up (unconfigured). Fix the '
@@ -111,23 +115,36 @@ class TrackerNode(TargetServices, LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        with self._tracker_lock:
-            if self._tracker is not None:
-                self._tracker.resume()
-        self._worker = InferenceWorker(self._process, self._on_worker_error, self._min_period,
-                                       name=f'{NODE_NAME}_inference')
-        self._worker.start()
-        with self._input_lock:
-            self._input = ImageInput(
-                self, self._on_image, self._image_group, self._params['image_reliability'],
-                self._params['image_qos_depth'], self._params['compressed_input'],
-                self._count_lost)
+        return self._guarded_transition('activate', self._activate)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._guarded_transition('deactivate', self._deactivate)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._guarded_transition('cleanup', self._cleanup)
+
+    def _activate(self) -> TransitionCallbackReturn:
+        try:
+            with self._tracker_lock:
+                if self._tracker is not None:
+                    self._tracker.resume()
+            self._worker = InferenceWorker(self._process, self._on_worker_error,
+                                           self._min_period, name=f'{NODE_NAME}_inference')
+            self._worker.start()
+            with self._input_lock:
+                self._input = ImageInput(
+                    self, self._on_image, self._image_group, self._params['image_reliability'],
+                    self._params['image_qos_depth'], self._params['compressed_input'],
+                    self._count_lost)
+        except Exception:
+            self._stop_input()  # leave nothing half-started behind the failure
+            raise
         self._lifecycle = 'active'
         self.get_logger().info(f'active: listening on {self._input.describe()}; set a target '
                                'with ~/set_target')
         return SUCCESS
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _deactivate(self) -> TransitionCallbackReturn:
         self._stop_input()
         with self._tracker_lock:
             if self._tracker is not None:
@@ -141,10 +158,30 @@ class TrackerNode(TargetServices, LifecycleNode):
         self._lifecycle = 'inactive'
         return SUCCESS
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _cleanup(self) -> TransitionCallbackReturn:
         self._release_model()
         self._lifecycle = 'unconfigured'
         return SUCCESS
+
+    def _guarded_transition(self, name: str, body: Callable[[], TransitionCallbackReturn]
+                            ) -> TransitionCallbackReturn:
+        """Run a transition; an exception fails it with the reason logged and kept.
+
+        rclpy's lifecycle machinery turns an exception into an error transition without
+        logging it, so a failed activation (e.g. CUDA out of memory moving the model back)
+        would leave no trace. Here the transition fails instead (the node keeps its state),
+        and the reason goes to the log, /diagnostics and set_target replies until the next
+        successful transition.
+        """
+        try:
+            result = body()
+        except Exception as exc:  # noqa: B902 - CUDA errors, OOM, rclpy errors: stay up
+            self._transition_error = f'{name} failed: {type(exc).__name__}: {exc}'
+            self.get_logger().error(f'{self._transition_error} (the node stays '
+                                    f'{self._lifecycle})')
+            return FAILURE
+        self._transition_error = ''
+        return result
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_input()
@@ -318,6 +355,7 @@ class TrackerNode(TargetServices, LifecycleNode):
             classification_trained=tracker.has_probabilities if tracker else None,
             targets=len(tracker.target_ids) if tracker else 0,
             dropped=worker.dropped if worker else 0, load_error=self._load_error,
+            transition_error=self._transition_error,
             demo_model=self._demo_model and tracker is not None,
             worker_alive=worker is not None and worker.running)
         now = self._stats.snapshot()

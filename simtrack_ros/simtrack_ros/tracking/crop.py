@@ -24,8 +24,9 @@ Window = Tuple[int, int, int]
 def validate_box(box: Sequence[float], height: int, width: int) -> Box:
     """Return ``box`` as four floats, or raise ValueError if no tracker could use it.
 
-    Rejected: not four numbers, NaN/inf, ``w <= 0`` or ``h <= 0``, and boxes with no
-    overlap with the ``height`` x ``width`` image.
+    Rejected: not four numbers, NaN/inf, ``w <= 0`` or ``h <= 0``, boxes wider or taller than
+    the ``height`` x ``width`` image (no target is; such a box would make a crop window of many
+    times the image, gigabytes for a typo), and boxes with no overlap with the image.
     """
     try:
         values = tuple(float(v) for v in box)
@@ -38,6 +39,9 @@ def validate_box(box: Sequence[float], height: int, width: int) -> Box:
         raise ValueError(f'box {values} contains NaN or inf')
     if w <= 0 or h <= 0:
         raise ValueError(f'box {values} has non-positive width or height')
+    if w > width or h > height:
+        raise ValueError(f'box {values} is {w:g} x {h:g} pixels, larger than the {width}x{height} '
+                         'image')
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise ValueError(f'box {values} lies entirely outside the {width}x{height} image')
     return values
