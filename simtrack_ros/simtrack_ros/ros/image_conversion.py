@@ -5,10 +5,11 @@ Raw images are read with ``np.frombuffer`` on ``msg.data``, honouring ``step`` (
 message buffer (rgb8, rgba8: a slice; bgr8, bgra8, 8UC3, 8UC4: a channel-reversed view), so it
 may be non-contiguous: pass ``contiguous=True`` (or use ``np.ascontiguousarray``) before handing
 it to OpenCV. mono, 16-bit, Bayer and YUV 4:2:2 encodings are converted with OpenCV as
-cv_bridge does. The channel-only encodings 8UC1, 8UC3, 8UC4 and 16UC1 carry no colour order, and
-cv_bridge refuses to convert them to rgb8; they are read as OpenCV stores images (grey, BGR,
-BGRA), which is what drivers publishing them mean in practice. Other encodings go through ROS 2
-``cv_bridge`` when it is importable. Malformed messages raise :class:`ImageConversionError` with the reason.
+cv_bridge does. The channel-only encodings 8UC1, 8UC3, 8UC4 and 16UC1 carry no colour order,
+and cv_bridge refuses to convert them to rgb8; they are read as OpenCV stores images (grey,
+BGR, BGRA), which is what drivers publishing them mean in practice. Other encodings go
+through ROS 2 ``cv_bridge`` when it is importable. Malformed messages raise
+:class:`ImageConversionError` with the reason.
 """
 from __future__ import annotations
 
