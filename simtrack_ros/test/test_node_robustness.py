@@ -210,3 +210,11 @@ def test_failed_activation_is_reported_and_recoverable(ros, monkeypatch):
     target_id = node.start_tracking()
     status = node.publish_and_wait(image(frame(), 40.0))
     assert [t.target_id for t in status.targets] == [target_id]
+
+
+def test_diagnostics_run_on_steady_time_before_sim_time_starts(ros):
+    """With use_sim_time and no /clock yet, /diagnostics still says what the node waits for."""
+    node = TrackerUnderTest(ros, use_sim_time=True)
+    assert node.node.get_clock().now().nanoseconds == 0  # nobody publishes /clock here
+    values = node.diagnostics()
+    assert values['lifecycle state'] == 'active' and 'no image on' in values['message']

@@ -20,6 +20,7 @@ import warnings
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import torch
@@ -73,6 +74,7 @@ class TrackerNode(TargetServices, LifecycleNode):
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self._create_services(MutuallyExclusiveCallbackGroup())
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RESULT_QOS)
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_timer = self._create_diag_timer()
         if self._params['autostart']:
             if self.trigger_configure() == SUCCESS:
@@ -332,8 +334,11 @@ class TrackerNode(TargetServices, LifecycleNode):
 
     # ---------------------------------------------------------------- diagnostics
     def _create_diag_timer(self):
+        # Steady time: /diagnostics keeps coming with use_sim_time before /clock runs (or
+        # while a bag is paused), when the node most needs to say what it is waiting for.
         return self.create_timer(self._params['diagnostics_period_s'],
-                                 self._publish_diagnostics, callback_group=self._diag_group)
+                                 self._publish_diagnostics, callback_group=self._diag_group,
+                                 clock=self._steady_clock)
 
     def _count_lost(self, count: int) -> None:
         self._stats.lost += count
