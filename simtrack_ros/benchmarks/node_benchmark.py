@@ -16,7 +16,9 @@ Per frame:
 * echo = for reference, the round trip of the same image through a bare rclpy node, in the
   same place as the tracker node, that only republishes the image header: the cost of ROS
   message passing of that image in Python, which any node pays;
-* beyond-echo = node-added - echo: what the tracker node adds on top of that transport.
+* beyond-echo = node-added - echo: what the tracker node adds on top of that transport;
+* RSS = resident memory of the node's process after that size's frames (the malloc tuning
+  keeps freed frame buffers mapped, so this shows what it costs).
 
 Medians over ``--frames`` frames after warm-up (node-added also as the 90th percentile):
 
@@ -215,6 +217,18 @@ def _serve_echo() -> None:
         rclpy.try_shutdown()
 
 
+def _resident_mib(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc), NaN where unavailable."""
+    try:
+        with open(f'/proc/{pid}/status') as status:
+            for line in status:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float('nan')
+
+
 def run(frames: int, in_process: bool) -> List[Dict[str, float]]:
     """Measure every size; the nodes are started and stopped here."""
     rclpy.init()
@@ -222,8 +236,13 @@ def run(frames: int, in_process: bool) -> List[Dict[str, float]]:
     camera = Camera()
     nodes.append(camera)
     spinners = [_spin(node) for node in nodes]
+    node_pid = children[0].pid if children else os.getpid()
     try:
-        return [measure(camera, width, height, frames) for width, height in SIZES]
+        results = []
+        for width, height in SIZES:
+            results.append(measure(camera, width, height, frames))
+            results[-1]['node_rss_mib'] = _resident_mib(node_pid)
+        return results
     finally:
         for child in children:
             child.send_signal(signal.SIGINT)
@@ -245,18 +264,20 @@ def table(results: List[Dict[str, float]], in_process: bool, allocator: str) -> 
     lines = [f'node-added latency: bgr8 frames, demo model on the CPU, node {where} '
              f'({platform.machine()}, {os.cpu_count()} CPUs); ms, medians',
              f'{"frame":<10} {"frames":>6} {"total":>7} {"tracker":>7} {"node-added":>10} '
-             f'{"p90":>6} {"in-node":>7} {"echo":>6} {"beyond-echo":>11}']
+             f'{"p90":>6} {"in-node":>7} {"echo":>6} {"beyond-echo":>11} {"RSS MiB":>8}']
     for r in results:
         size = f'{r["width"]}x{r["height"]}'
         lines.append(f'{size:<10} {r["frames"]:>6} {r["total_ms"]:>7.2f} '
                      f'{r["tracker_ms"]:>7.2f} {r["node_added_ms"]:>10.2f} '
                      f'{r["node_added_p90_ms"]:>6.2f} {r["in_node_ms"]:>7.2f} '
-                     f'{r["echo_ms"]:>6.2f} {r["beyond_transport_ms"]:>11.2f}')
+                     f'{r["echo_ms"]:>6.2f} {r["beyond_transport_ms"]:>11.2f} '
+                     f'{r["node_rss_mib"]:>8.0f}')
     profile = os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') or 'none (Fast DDS defaults)'
     lines.append(f'target: node-added < {TARGET_MS} ms. echo: the same image through a bare '
                  'rclpy node that passes the header back; beyond-echo = node-added - echo '
                  f'(what the node adds over plain ROS image transport). DDS profile: {profile}. '
-                 f'Every process here: {allocator}')
+                 f'Every process here: {allocator}. RSS: resident memory of the node\'s process '
+                 '(in-process: the whole benchmark) after the frames of that size')
     return '\n'.join(lines)
 
 
