@@ -276,7 +276,7 @@ def table(results: List[Dict[str, float]], in_process: bool, allocator: str) -> 
     lines.append(f'target: node-added < {TARGET_MS} ms. echo: the same image through a bare '
                  'rclpy node that passes the header back; beyond-echo = node-added - echo '
                  f'(what the node adds over plain ROS image transport). DDS profile: {profile}. '
-                 f'Every process here: {allocator}. RSS: resident memory of the node\'s process '
+                 f"Every process here: {allocator}. RSS: resident memory of the node's process "
                  '(in-process: the whole benchmark) after the frames of that size')
     return '\n'.join(lines)
 
