@@ -9,7 +9,7 @@ Set a target with the ``set_target`` service (``/<namespace>/simtrack/set_target
   ros2 service call /simtrack/set_target simtrack_ros_interfaces/srv/SetTarget \
       "{bbox: {center: {position: {x: 400.0, y: 300.0}}, size_x: 90.0, size_y: 42.0}}"
 (a zero header stamp means the newest frame; with demo:=true the boat's true box is on
-/demo_camera/ground_truth). ``ros2 run simtrack_ros demo`` instead runs the tracker, the demo
+/<namespace>/demo_camera/ground_truth). ``ros2 run simtrack_ros demo`` instead runs the tracker, the demo
 camera and a client that sets the target, in one process, without launch.
 
 Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
@@ -112,7 +112,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'demo', default_value='false', choices=BOOLEAN,
             description='Also start the synthetic sea demo camera, publishing raw images on '
-                        'image_topic (its true target box on demo_camera/ground_truth).'),
+                        'image_topic (its true target box on demo_camera/ground_truth in the '
+                        'namespace); it has no compressed output, so not with '
+                        'compressed_input:=true.'),
     ]
     # An OpaqueFunction, since which parameters to override depends on the argument values.
     tracker = OpaqueFunction(function=launch_tracker)
