@@ -9,8 +9,8 @@ Set a target with the ``set_target`` service (``/<namespace>/simtrack/set_target
   ros2 service call /simtrack/set_target simtrack_ros_interfaces/srv/SetTarget \
       "{bbox: {center: {position: {x: 400.0, y: 300.0}}, size_x: 90.0, size_y: 42.0}}"
 (a zero header stamp means the newest frame; with demo:=true the boat's true box is on
-/<namespace>/demo_camera/ground_truth). ``ros2 run simtrack_ros demo`` instead runs the tracker, the demo
-camera and a client that sets the target, in one process, without launch.
+/<namespace>/demo_camera/ground_truth). ``ros2 run simtrack_ros demo`` instead runs the
+tracker, the demo camera and a client that sets the target, in one process, without launch.
 
 Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
 ``weights``, ``device`` and ``compressed_input`` arguments override it only when given on the
