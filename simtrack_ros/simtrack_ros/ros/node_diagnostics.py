@@ -1,12 +1,18 @@
-"""Counters of the tracker node and the /diagnostics status made from them."""
+"""Counters of the tracker node, the /diagnostics status made from them, and its publisher."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from diagnostic_msgs.msg import DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+
+from simtrack_ros.ros import messages
+from simtrack_ros.ros.result_publisher import RESULT_QOS
 
 #: Seconds without an image (while active) before the status turns WARN.
 NO_IMAGE_WARN_S = 5.0
@@ -118,3 +124,43 @@ def summarize(state: NodeState, now: NodeStats, then: NodeStats
     if warnings:
         return DiagnosticStatus.WARN, '; '.join(warnings), values
     return DiagnosticStatus.OK, f'tracking {state.targets} target(s) at {rate:.1f} Hz', values
+
+
+class DiagnosticsPublisher:
+    """Publishes a node's status on ``/diagnostics`` every ``period_s``, on steady time.
+
+    Steady time, so /diagnostics keeps coming with use_sim_time before /clock runs (or while
+    a bag is paused), when the node most needs to say what it is waiting for.
+
+    Args:
+        node: the publishing node (the status is named ``<node name>: tracker``).
+        period_s: seconds between two statuses.
+        stats: the node's counters (read at every period).
+        state: called at every period for what the node knows about itself.
+    """
+
+    def __init__(self, node: Node, period_s: float, stats: NodeStats,
+                 state: Callable[[], NodeState]) -> None:
+        self._node, self._stats, self._state = node, stats, state
+        self._snapshot = stats.snapshot()
+        self._publisher = node.create_publisher(DiagnosticArray, '/diagnostics', RESULT_QOS)
+        self._clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self._group = MutuallyExclusiveCallbackGroup()
+        self._timer = None
+        self.set_period(period_s)
+
+    def set_period(self, period_s: float) -> None:
+        """Publish every ``period_s`` seconds from now on."""
+        if self._timer is not None:
+            self._node.destroy_timer(self._timer)
+        self._timer = self._node.create_timer(period_s, self._publish, callback_group=self._group,
+                                              clock=self._clock)
+
+    def _publish(self) -> None:
+        state = self._state()
+        now = self._stats.snapshot()
+        level, message, values = summarize(state, now, self._snapshot)
+        self._snapshot = now
+        self._publisher.publish(messages.diagnostic_array(
+            self._node.get_clock().now().to_msg(), f'{self._node.get_name()}: tracker',
+            state.device or 'none', level, message, values))

@@ -17,24 +17,22 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 import warnings
 
-from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import torch
 
-from simtrack_ros.ros import messages, parameters
+from simtrack_ros.ros import parameters
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.frame_buffer import FrameBuffer
 from simtrack_ros.ros.image_conversion import ImageConversionError, LazyFrame
 from simtrack_ros.ros.image_input import ImageInput
 from simtrack_ros.ros.inference_worker import InferenceWorker
 from simtrack_ros.ros.model_loading import load_model
-from simtrack_ros.ros.node_diagnostics import NodeState, NodeStats, summarize
+from simtrack_ros.ros.node_diagnostics import DiagnosticsPublisher, NodeState, NodeStats
 from simtrack_ros.ros.node_services import TargetServices
-from simtrack_ros.ros.result_publisher import RESULT_QOS, ResultPublisher
+from simtrack_ros.ros.result_publisher import ResultPublisher
 from simtrack_ros.tracking import TargetResult, Tracker
 
 NODE_NAME = 'simtrack'
@@ -65,17 +63,14 @@ class TrackerNode(TargetServices, LifecycleNode):
             max_age_ns=int(self._params['max_template_age_s'] * 1e9))
         self._frames_tracked: Dict[str, int] = {}
         self._stats = NodeStats()
-        self._diag_snapshot = self._stats.snapshot()
         self._worker: Optional[InferenceWorker[LazyFrame]] = None
         self._input: Optional[ImageInput] = None
         self._input_lock = threading.Lock()
         self._output: Optional[ResultPublisher] = None
         self._image_group = MutuallyExclusiveCallbackGroup()
-        self._diag_group = MutuallyExclusiveCallbackGroup()
         self._create_services(MutuallyExclusiveCallbackGroup())
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RESULT_QOS)
-        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
-        self._diag_timer = self._create_diag_timer()
+        self._diagnostics = DiagnosticsPublisher(self, self._params['diagnostics_period_s'],
+                                                 self._stats, self._node_state)
         if self._params['autostart']:
             if self.trigger_configure() == SUCCESS:
                 if self.trigger_activate() != SUCCESS:
@@ -244,8 +239,7 @@ class TrackerNode(TargetServices, LifecycleNode):
             self._frames.resize(values['frame_buffer_length'])
         self._frames.max_age_ns = int(values['max_template_age_s'] * 1e9)
         if values['diagnostics_period_s'] != old['diagnostics_period_s']:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = self._create_diag_timer()
+            self._diagnostics.set_period(values['diagnostics_period_s'])
         with self._tracker_lock:
             tracker = self._tracker
             if tracker is not None:
@@ -333,18 +327,11 @@ class TrackerNode(TargetServices, LifecycleNode):
                                 f'{self._stats.last_error}', throttle_duration_sec=_THROTTLE_S)
 
     # ---------------------------------------------------------------- diagnostics
-    def _create_diag_timer(self):
-        # Steady time: /diagnostics keeps coming with use_sim_time before /clock runs (or
-        # while a bag is paused), when the node most needs to say what it is waiting for.
-        return self.create_timer(self._params['diagnostics_period_s'],
-                                 self._publish_diagnostics, callback_group=self._diag_group,
-                                 clock=self._steady_clock)
-
     def _count_lost(self, count: int) -> None:
         self._stats.lost += count
 
-    def _publish_diagnostics(self) -> None:
-        """Timer: re-check the input QoS (auto) and publish the /diagnostics status."""
+    def _node_state(self) -> NodeState:
+        """For each /diagnostics status: re-check the input QoS (auto), then describe the node."""
         with self._input_lock:
             image_input = self._input
             change = image_input.adapt() if image_input is not None else None
@@ -352,7 +339,7 @@ class TrackerNode(TargetServices, LifecycleNode):
             self.get_logger().info(change)
         tracker, worker = self._tracker, self._worker
         engine = tracker.engine if tracker is not None else None
-        state = NodeState(
+        return NodeState(
             lifecycle=self._lifecycle,
             input_topic=image_input.describe() if image_input else '',
             device=str(engine.device) if engine else '', model=self._model_name,
@@ -363,12 +350,6 @@ class TrackerNode(TargetServices, LifecycleNode):
             transition_error=self._transition_error,
             demo_model=self._demo_model and tracker is not None,
             worker_alive=worker is not None and worker.running)
-        now = self._stats.snapshot()
-        level, message, values = summarize(state, now, self._diag_snapshot)
-        self._diag_snapshot = now
-        self._diag_pub.publish(messages.diagnostic_array(
-            self.get_clock().now().to_msg(), f'{self.get_name()}: tracker',
-            state.device or 'none', level, message, values))
 
 
 def main(args: Optional[List[str]] = None) -> None:
