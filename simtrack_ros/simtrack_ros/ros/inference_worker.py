@@ -100,9 +100,15 @@ class InferenceWorker(Generic[T]):
         return not self._thread.is_alive()
 
     def submit(self, frame: T) -> None:
-        """Hand over the newest frame (a frame not yet taken is dropped)."""
+        """Hand over the newest frame (a frame not yet taken is dropped).
+
+        Then yields the GIL, so the woken thread starts at once instead of waiting while the
+        caller (an rclpy executor rebuilding its wait set) runs on: 0.5 ms -> 0.08 ms measured
+        with rclpy 9.1.
+        """
         self.submitted += 1
         self._slot.put(frame)
+        time.sleep(0)
 
     def _run(self) -> None:
         next_start = 0.0

@@ -271,9 +271,6 @@ class TrackerNode(TargetServices, LifecycleNode):
         worker = self._worker
         if worker is not None:
             worker.submit(frame)
-            # Hand the GIL to the woken inference thread now: otherwise it waits while the
-            # executor rebuilds its wait set in Python (0.5 ms measured with rclpy 9.1).
-            time.sleep(0)
 
     def _process(self, frame: LazyFrame) -> None:
         """Worker thread: convert, track all targets in one forward, publish."""
