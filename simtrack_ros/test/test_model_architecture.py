@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -156,6 +157,33 @@ def test_template_coverage_by_hand():
     torch.testing.assert_close(coverage, expected)
     # Row-major centres, normalised by the template size.
     torch.testing.assert_close(backbone.cell_centres[9], torch.tensor([2.5, 1.5]) * cell)
+
+
+def _fp32_bits(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize('patch, foveal', [(16, 64), (14, 56)], ids=['B16', 'L14'])
+def test_template_cell_geometry_is_the_official_fp32_values(patch: int, foveal: int):
+    """Cell centres are (patch·c + patch/2) / T and edges patch·k / T, each divided once."""
+    backbone = SimTrackBackbone(get_config('tiny', patch_size=patch, foveal_size=foveal))
+    tz = 112 // patch
+    centres = backbone.cell_centres.numpy().reshape(tz, tz, 2)
+    expected = np.array([np.float32((patch * c + patch / 2) / 112) for c in range(tz)])
+    np.testing.assert_array_equal(_fp32_bits(centres[..., 0]), _fp32_bits([expected] * tz))
+    np.testing.assert_array_equal(_fp32_bits(centres[..., 1]), _fp32_bits([expected] * tz).T)
+    edges = np.array([np.float32(patch * k / 112) for k in range(tz + 1)])
+    boxes = backbone.cell_boxes.numpy().reshape(tz, tz, 4)
+    np.testing.assert_array_equal(_fp32_bits(boxes[0, :, 0]), _fp32_bits(edges[:-1]))
+    np.testing.assert_array_equal(_fp32_bits(boxes[:, 0, 3]), _fp32_bits(edges[1:]))
+    if patch == 16:  # literal pins: 8/112, 24/112, 72/112, 104/112 rounded once to fp32
+        pins = {0: '0x1.24924ap-4', 1: '0x1.b6db6ep-3', 4: '0x1.492492p-1', 6: '0x1.db6db6p-1'}
+        for c, bits in pins.items():
+            assert centres[0, c, 0] == float.fromhex(bits) == centres[c, 0, 1]
+        # The mean of the divided edges is one fp32 step off for c = 1, 4 and 6.
+        divided = torch.arange(tz + 1, dtype=torch.float32) * patch / 112
+        averaged = ((divided[:-1] + divided[1:]) / 2).numpy()
+        assert np.flatnonzero(_fp32_bits(averaged) != _fp32_bits(expected)).tolist() == [1, 4, 6]
 
 
 def test_template_and_foveal_position_embedding_by_hand():
@@ -327,9 +355,3 @@ def test_bf16_autocast_close_to_fp32():
             low = model(template, search, anno)
     assert low['pred_boxes'].dtype == torch.float32
     torch.testing.assert_close(low['pred_boxes'], ref['pred_boxes'], atol=2e-2, rtol=0)
-
-
-def test_clip_image_embedding_shape():
-    model = tiny()
-    with torch.no_grad():
-        assert model.backbone.visual(torch.randn(2, 3, 224, 224)).shape == (2, 128)

@@ -58,13 +58,19 @@ class SimTrackBackbone(nn.Module):
         #: an even one (the L/14 config) the crop is cell-aligned at w - 1 and the official
         #: formula, kept here for weight compatibility, still mixes in the next diagonal cell.
         self.foveal_window = (tz - fz) // 2 + 1
-        # Template cell boxes (xyxy) and centres, normalised by the template size, row-major.
-        edges = torch.arange(tz + 1, dtype=torch.float32) * patch / config.template_size
+        # Template cell boxes (xyxy) and centres (cx, cy), row-major, normalised by the template
+        # size. Each is a pixel coordinate divided once in fp32, as the official code does:
+        # centre c is (patch * c + patch / 2) / T, not the mean of the divided edges.
+        pixels = torch.arange(tz + 1, dtype=torch.float32) * patch
+        edges = pixels / config.template_size
+        centres = (pixels[:-1] + patch / 2) / config.template_size
         y1, x1 = torch.meshgrid(edges[:-1], edges[:-1], indexing='ij')
         y2, x2 = torch.meshgrid(edges[1:], edges[1:], indexing='ij')
+        cy, cx = torch.meshgrid(centres, centres, indexing='ij')
         cells = torch.stack([x1, y1, x2, y2], dim=-1).reshape(-1, 4)
         self.register_buffer('cell_boxes', cells, persistent=False)
-        self.register_buffer('cell_centres', (cells[:, :2] + cells[:, 2:]) / 2, persistent=False)
+        self.register_buffer('cell_centres', torch.stack([cx, cy], dim=-1).reshape(-1, 2),
+                             persistent=False)
 
     @property
     def num_template_tokens(self) -> int:
