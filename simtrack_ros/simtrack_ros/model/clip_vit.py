@@ -2,10 +2,11 @@
 
 The layout (``conv1``, ``class_embedding``, ``positional_embedding``, ``ln_pre``,
 ``transformer.resblocks.{i}``, ``ln_post``, ``proj``) matches ``openai/CLIP``'s
-``VisionTransformer``, so CLIP and SimTrack checkpoints load by name. Unlike CLIP, tokens are
-batch-first throughout and attention runs through
-:func:`torch.nn.functional.scaled_dot_product_attention` on the packed ``in_proj`` weights
-(the same math as ``nn.MultiheadAttention``).
+``VisionTransformer``, so CLIP and SimTrack checkpoints load by name. It holds the parts SimTrack
+uses (patch embedding, ``ln_pre``, the blocks, ``ln_post``); ``proj`` is kept for the checkpoint
+layout only, and there is no CLIP image-embedding forward. Unlike CLIP, tokens are batch-first
+throughout and attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`
+on the packed ``in_proj`` weights (the same math as ``nn.MultiheadAttention``).
 """
 from __future__ import annotations
 
@@ -86,8 +87,6 @@ class Transformer(nn.Module):
 
     def __init__(self, width: int, layers: int, heads: int) -> None:
         super().__init__()
-        self.width = width
-        self.layers = layers
         self.resblocks = nn.Sequential(
             *[ResidualAttentionBlock(width, heads) for _ in range(layers)])
 
@@ -96,7 +95,11 @@ class Transformer(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """CLIP's image tower; ``input_resolution`` fixes the size of ``positional_embedding``."""
+    """CLIP's image tower; ``input_resolution`` fixes the size of ``positional_embedding``.
+
+    ``proj`` (CLIP's image-embedding projection) is unused: it is kept so that CLIP and official
+    SimTrack checkpoints load strictly.
+    """
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int,
                  heads: int, output_dim: int) -> None:
@@ -104,10 +107,7 @@ class VisionTransformer(nn.Module):
         if input_resolution % patch_size:
             raise ValueError(
                 f'input_resolution {input_resolution} is not a multiple of patch {patch_size}')
-        self.input_resolution = input_resolution
-        self.patch_size = patch_size
         self.grid = input_resolution // patch_size
-        self.width = width
         scale = width ** -0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
@@ -124,13 +124,3 @@ class VisionTransformer(nn.Module):
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """``ln_pre``, the transformer and ``ln_post`` on every token of B×L×width."""
         return self.ln_post(self.transformer(self.ln_pre(tokens)))
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Return CLIP's image embedding, ``ln_post(CLS token) @ proj``: B×output_dim.
-
-        Not used by SimTrack; it checks that loaded CLIP weights reproduce CLIP.
-        """
-        tokens = self.patch_embed(image)
-        cls = self.class_embedding.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
-        tokens = torch.cat([cls, tokens], dim=1) + self.positional_embedding.to(tokens.dtype)
-        return self.encode_tokens(tokens)[:, 0] @ self.proj
