@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from simtrack_ros.ros.frame_buffer import format_stamp, FrameBuffer
+from simtrack_ros.ros.frame_buffer import FrameBuffer
 from simtrack_ros.ros.inference_worker import InferenceWorker, LatestSlot
+from simtrack_ros.ros.stamps import format_stamp
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -23,12 +23,13 @@ def _header() -> Header:
 
 
 def _result(probabilities=None, names=CHALLENGE_NAMES, multi_label=False,
-            state=TrackState.TRACKING) -> TargetResult:
+            state=TrackState.TRACKING, frames_tracked=1) -> TargetResult:
     return TargetResult(
         target_id='boat', box=(10.0, 20.0, 30.0, 40.0), confidence=0.75, state=state,
         class_names=tuple(names),
         probabilities=None if probabilities is None else np.asarray(probabilities, np.float32),
-        multi_label=multi_label, frame_index=3, timings={'total': 12.5})
+        multi_label=multi_label, frame_index=3, frames_tracked=frames_tracked,
+        timings={'total': 12.5})
 
 
 def test_detection():
@@ -39,7 +40,8 @@ def test_detection():
     assert len(msg.results) == 1
     assert msg.results[0].hypothesis.class_id == messages.TARGET_CLASS_ID
     assert msg.results[0].hypothesis.score == pytest.approx(0.75)
-    array = messages.detection_array([_result(), _result()], _header())
+    array = messages.detection_array([msg, messages.detection(_result(), _header())],
+                                     _header())
     assert array.header == _header() and len(array.detections) == 2
     assert list(messages.detection_array([], _header()).detections) == []
 
@@ -47,9 +49,11 @@ def test_detection():
 def test_challenge_untrained_is_unknown():
     msg = messages.challenge(_result(None), _header())
     assert msg.challenge == UNKNOWN_ID == TrackingChallenge.UNKNOWN
-    assert msg.confidence == 0.0 and list(msg.probabilities) == [] \
-        and list(msg.class_names) == []
+    assert msg.confidence == 0.0 and list(msg.probabilities) == []
+    assert list(msg.class_names) == list(CHALLENGE_NAMES)      # named even when UNKNOWN
     assert msg.header == _header() and msg.target_id == 'boat'
+    reordered = messages.challenge(_result(None, list(reversed(CHALLENGE_NAMES))), _header())
+    assert list(reordered.class_names) == list(CHALLENGE_NAMES)    # always in id order
 
 
 def test_challenge_classes_are_matched_by_name():
@@ -76,8 +80,9 @@ def test_challenge_multi_label():
 
 
 def test_status():
-    results = [_result(state=TrackState.UNCERTAIN), _result(state=TrackState.LOST)]
-    msg = messages.tracker_status(results, _header(), {'boat': 4}, 33.0, device='cuda:0',
+    results = [_result(state=TrackState.UNCERTAIN, frames_tracked=4),
+               _result(state=TrackState.LOST)]
+    msg = messages.tracker_status(results, _header(), 33.0, device='cuda:0',
                                   model='simtrack-b16', classification_trained=True)
     assert msg.header == _header() and msg.device == 'cuda:0' and msg.classification_trained
     assert [t.state for t in msg.targets] == [TargetStatus.UNCERTAIN, TargetStatus.LOST]

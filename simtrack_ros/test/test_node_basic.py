@@ -11,7 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from simtrack_ros_interfaces.msg import TargetStatus
 
-from simtrack_ros.challenges import UNKNOWN_ID
+from simtrack_ros.challenges import CHALLENGE_NAMES, UNKNOWN_ID
 from simtrack_ros.ros import result_publisher
 from simtrack_ros.ros.messages import TARGET_CLASS_ID
 
@@ -39,7 +39,8 @@ def test_outputs_carry_the_image_header(ros):
     assert array.detections[0].bbox == detection.bbox
     # The demo model's class head is untrained: UNKNOWN and no random numbers.
     assert challenge.target_id == target_id and challenge.challenge == UNKNOWN_ID
-    assert list(challenge.probabilities) == [] and list(challenge.class_names) == []
+    assert list(challenge.probabilities) == []
+    assert list(challenge.class_names) == list(CHALLENGE_NAMES)     # named even when UNKNOWN
     target = status.targets[0]
     assert target.target_id == target_id and target.frames_tracked >= 1
     assert target.state in (TargetStatus.TRACKING, TargetStatus.UNCERTAIN, TargetStatus.LOST)

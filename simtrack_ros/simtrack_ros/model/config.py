@@ -8,6 +8,10 @@ from typing import Any, Dict, Tuple
 from simtrack_ros.challenges import CHALLENGE_NAMES, validate_names
 
 
+#: Test-time settings that older checkpoints stored in the model config; ignored when read.
+TEST_TIME_KEYS = ('template_factor', 'search_factor')
+
+
 @dataclass(frozen=True)
 class SimTrackConfig:
     """Every size of the dual-head SimTrack model.
@@ -34,9 +38,6 @@ class SimTrackConfig:
     class_names: Tuple[str, ...] = CHALLENGE_NAMES
     multi_label: bool = False       # False: softmax over classes; True: per-class sigmoid
     fusion: bool = False            # add fusion_layer(cls features) to the box features
-    # test-time crop factors (STARK/SimTrack TEST section)
-    template_factor: float = 2.0
-    search_factor: float = 4.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'class_names', validate_names(self.class_names))
@@ -80,12 +81,16 @@ class SimTrackConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> 'SimTrackConfig':
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error.
+
+        Keys of :data:`TEST_TIME_KEYS` (crop factors, which checkpoints of earlier versions
+        stored here) are dropped: they are tracker settings (``TrackerOptions``).
+        """
+        values = {key: value for key, value in data.items() if key not in TEST_TIME_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f'unknown model config keys {unknown}')
-        values = dict(data)
         if 'class_names' in values:
             values['class_names'] = tuple(values['class_names'])
         return cls(**values)

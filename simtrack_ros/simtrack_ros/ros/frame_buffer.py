@@ -2,24 +2,21 @@
 
 The operator draws a box on a frame that is already old when the request arrives; the
 template is cut from the buffered frame with that stamp. A zero stamp, or a stamp the buffer
-no longer holds, gives the newest frame, and the :class:`Lookup` says which frame was used.
-Stamps are integer nanoseconds. Thread-safe.
+no longer holds, gives the newest frame, and the :class:`Lookup` says which frame was used
+and how long ago it arrived. Stamps are integer nanoseconds. Thread-safe.
 """
 from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
 import threading
+import time
 from typing import Deque, Generic, Optional, Tuple, TypeVar
 
+from simtrack_ros.ros.stamps import format_stamp, NS_PER_S as _NS_PER_S
+
 T = TypeVar('T')
-_NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
-
-
-def format_stamp(stamp_ns: int) -> str:
-    """``sec.nanosec`` text of a stamp in nanoseconds."""
-    return f'{stamp_ns // _NS_PER_S}.{stamp_ns % _NS_PER_S:09d}'
 
 
 @dataclass(frozen=True)
@@ -31,12 +28,14 @@ class Lookup(Generic[T]):
         stamp_ns: its stamp.
         kind: ``'exact'``, ``'nearest'`` or ``'newest'`` (stamp zero, too old or ahead).
         message: which frame was used and why, in words.
+        received_s_ago: seconds since the frame was pushed (monotonic clock).
     """
 
     frame: T
     stamp_ns: int
     kind: str
     message: str
+    received_s_ago: float
 
 
 class FrameBuffer(Generic[T]):
@@ -54,7 +53,7 @@ class FrameBuffer(Generic[T]):
                  max_age_ns: Optional[int] = None) -> None:
         if length < 1:
             raise ValueError(f'length must be at least 1, got {length}')
-        self._frames: Deque[Tuple[int, T]] = collections.deque(maxlen=length)
+        self._frames: Deque[Tuple[int, T, float]] = collections.deque(maxlen=length)
         self._lock = threading.Lock()
         self.tolerance_ns = tolerance_ns
         self.max_age_ns = max_age_ns
@@ -89,13 +88,13 @@ class FrameBuffer(Generic[T]):
             backwards = bool(self._frames) and stamp_ns < self._frames[-1][0]
             if backwards:
                 self._frames.clear()
-            self._frames.append((stamp_ns, frame))
+            self._frames.append((stamp_ns, frame, time.monotonic()))
             return backwards
 
     def newest(self) -> Optional[Tuple[int, T]]:
         """Return the newest stamp and frame as a pair, or None when empty."""
         with self._lock:
-            return self._frames[-1] if self._frames else None
+            return self._frames[-1][:2] if self._frames else None
 
     def lookup(self, stamp_ns: int) -> Optional[Lookup[T]]:
         """Find the frame for ``stamp_ns`` (see the module docstring); None when empty."""
@@ -103,29 +102,31 @@ class FrameBuffer(Generic[T]):
             frames = list(self._frames)
         if not frames:
             return None
-        newest_ns, newest = frames[-1]
+        now = time.monotonic()
+        newest_ns, newest, newest_at = frames[-1]
         oldest_ns = frames[0][0]
         used = f'the newest frame (stamp {format_stamp(newest_ns)})'
+
+        def use_newest(why: str) -> Lookup[T]:
+            return Lookup(newest, newest_ns, 'newest', f'{why}: used {used}', now - newest_at)
         if stamp_ns == 0:
-            return Lookup(newest, newest_ns, 'newest', f'zero stamp: used {used}')
+            return use_newest('zero stamp')
         requested = f'stamp {format_stamp(stamp_ns)}'
         age_ns = newest_ns - stamp_ns
         if self.max_age_ns is not None and age_ns > self.max_age_ns:
-            return Lookup(newest, newest_ns, 'newest',
-                          f'{requested} is {age_ns / _NS_PER_S:.3f} s older than the newest '
-                          f'frame (limit {self.max_age_ns / _NS_PER_S:.3f} s): used {used}')
+            return use_newest(f'{requested} is {age_ns / _NS_PER_S:.3f} s older than the newest '
+                              f'frame (limit {self.max_age_ns / _NS_PER_S:.3f} s)')
         if stamp_ns < oldest_ns - self.tolerance_ns:
-            return Lookup(newest, newest_ns, 'newest',
-                          f'{requested} is older than the {len(frames)} buffered frames '
-                          f'(oldest {format_stamp(oldest_ns)}): used {used}')
+            return use_newest(f'{requested} is older than the {len(frames)} buffered frames '
+                              f'(oldest {format_stamp(oldest_ns)})')
         if stamp_ns > newest_ns + self.tolerance_ns:
-            return Lookup(newest, newest_ns, 'newest',
-                          f'{requested} is {-age_ns / _NS_PER_MS:.1f} ms ahead of the newest '
-                          f'frame: used {used}')
-        found_ns, frame = min(frames, key=lambda item: abs(item[0] - stamp_ns))
+            return use_newest(f'{requested} is {-age_ns / _NS_PER_MS:.1f} ms ahead of the '
+                              'newest frame')
+        found_ns, frame, found_at = min(frames, key=lambda item: abs(item[0] - stamp_ns))
         if found_ns == stamp_ns:
-            return Lookup(frame, found_ns, 'exact', f'used the frame with {requested}')
+            return Lookup(frame, found_ns, 'exact', f'used the frame with {requested}',
+                          now - found_at)
         return Lookup(frame, found_ns, 'nearest',
                       f'no frame with {requested}: used the nearest, stamp '
                       f'{format_stamp(found_ns)} ({abs(found_ns - stamp_ns) / _NS_PER_MS:.1f} '
-                      'ms away)')
+                      'ms away)', now - found_at)

@@ -20,6 +20,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from simtrack_ros.ros.stamps import to_nanoseconds
+
 try:  # ROS 2 cv_bridge: only on a ROS install (the PyPI 'cv-bridge' is a ROS 1 build).
     from cv_bridge import CvBridge
     _BRIDGE: Optional['CvBridge'] = CvBridge()
@@ -187,7 +189,7 @@ class LazyFrame:
 
     def __init__(self, msg) -> None:
         self.msg = msg
-        self.stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        self.stamp_ns = to_nanoseconds(msg.header.stamp)
         self._rgb: Optional[np.ndarray] = None
         self._error: Optional[str] = None
 

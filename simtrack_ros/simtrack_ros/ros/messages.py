@@ -5,7 +5,7 @@ Every builder takes the header of the source image and puts it into the message 
 from __future__ import annotations
 
 import math
-from typing import Iterable, List, Mapping, Sequence, Tuple
+from typing import List, Mapping, Sequence, Tuple
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -46,10 +46,9 @@ def detection(result: TargetResult, header: Header) -> Detection2D:
     return msg
 
 
-def detection_array(results: Iterable[TargetResult], header: Header) -> Detection2DArray:
-    """All targets of one frame (empty when nothing is tracked)."""
-    return Detection2DArray(header=header,
-                            detections=[detection(result, header) for result in results])
+def detection_array(detections: Sequence[Detection2D], header: Header) -> Detection2DArray:
+    """All targets' detections of one frame (empty when nothing is tracked)."""
+    return Detection2DArray(header=header, detections=list(detections))
 
 
 def id_ordered(names: Sequence[str], probabilities: Sequence[float]
@@ -60,11 +59,16 @@ def id_ordered(names: Sequence[str], probabilities: Sequence[float]
 
 
 def challenge(result: TargetResult, header: Header) -> TrackingChallenge:
-    """Build the TrackingChallenge of one target (UNKNOWN, empty lists: no probabilities)."""
+    """Build the TrackingChallenge of one target.
+
+    ``class_names`` always lists the model's classes in id order; without probabilities
+    (untrained head, non-finite output) ``challenge`` is UNKNOWN and ``probabilities`` empty.
+    """
     msg = TrackingChallenge(header=header, target_id=result.target_id,
                             multi_label=bool(result.multi_label))
     probabilities = result.probabilities
     if probabilities is None or len(probabilities) == 0:
+        msg.class_names = sorted(result.class_names, key=challenge_id)
         msg.challenge = UNKNOWN_ID
         msg.confidence = 0.0
         return msg
@@ -77,24 +81,20 @@ def challenge(result: TargetResult, header: Header) -> TrackingChallenge:
     return msg
 
 
-def target_status(result: TargetResult, header: Header, frames_tracked: int,
-                  frame_age_ms: float) -> TargetStatus:
-    """Per-target state, confidence and timing."""
+def target_status(result: TargetResult, header: Header, frame_age_ms: float) -> TargetStatus:
+    """Per-target state, confidence, timing and frames tracked."""
     return TargetStatus(
         header=header, target_id=result.target_id, state=_STATES[_state_name(result)],
         confidence=float(result.confidence),
         processing_time_ms=float(result.timings.get('total', math.nan)),
-        frame_age_ms=float(frame_age_ms), frames_tracked=int(frames_tracked))
+        frame_age_ms=float(frame_age_ms), frames_tracked=int(result.frames_tracked))
 
 
-def tracker_status(results: Sequence[TargetResult], header: Header,
-                   frames_tracked: Mapping[str, int], frame_age_ms: float, device: str,
-                   model: str, classification_trained: bool) -> TrackerStatus:
+def tracker_status(results: Sequence[TargetResult], header: Header, frame_age_ms: float,
+                   device: str, model: str, classification_trained: bool) -> TrackerStatus:
     """Status of every target of one processed frame."""
     return TrackerStatus(
-        header=header,
-        targets=[target_status(r, header, frames_tracked.get(r.target_id, 0), frame_age_ms)
-                 for r in results],
+        header=header, targets=[target_status(r, header, frame_age_ms) for r in results],
         device=device, model=model, classification_trained=bool(classification_trained))
 
 

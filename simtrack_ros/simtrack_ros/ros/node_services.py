@@ -1,53 +1,115 @@
 """The tracker node's services: ``~/set_target`` and ``~/stop_tracking``.
 
-A mixin of :class:`~simtrack_ros.ros.tracker_node.TrackerNode`; it uses the node's
-``_tracker`` (guarded by ``_tracker_lock``), ``_frames`` (the frame buffer),
-``_frames_tracked``, ``_params``, ``_lifecycle``, ``_load_error``, ``_transition_error`` and
-``_input_topic()``.
-Every reply says in words what happened or exactly why not. The services keep up to
-:data:`SERVICE_QUEUE_DEPTH` waiting requests (ROS's default is 10), so a burst of set_target
-calls from many clients is queued, not dropped.
+:class:`TargetServices` serves them for a node through an explicit interface
+(:class:`TrackerAccess`): the tracker when it is ready (or why not), a parameter value and the
+image topic's name, plus the node's frame buffer. Every request gets an answer that says in
+words what happened or exactly why not:
+
+* the services keep every waiting request (``KEEP_ALL`` history), so a burst from many
+  clients is queued by the middleware, never dropped silently;
+* template initialisations may take at most :data:`SET_TARGET_TIME_SHARE` of the wall time
+  over the last :data:`BUDGET_WINDOW_S` seconds; a ``set_target`` beyond that budget is
+  answered at once with ``busy``, so a burst drains quickly (replies stay bounded in time)
+  and the executor keeps serving images and other requests while the inference thread keeps
+  publishing detections;
+* an unexpected error in a handler becomes a failed reply, never an exception out of the
+  executor.
 """
 from __future__ import annotations
 
+import collections
 import math
 import threading
-from typing import Any, Callable, Dict, Optional
+import time
+from typing import Any, Callable, Deque, Optional, Protocol, Tuple
 
 from rclpy.callback_groups import CallbackGroup
-from rclpy.qos import qos_profile_services_default, QoSProfile
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, qos_profile_services_default, QoSProfile
 from simtrack_ros_interfaces.srv import SetTarget, StopTracking
 
 from simtrack_ros.ros.frame_buffer import FrameBuffer
 from simtrack_ros.ros.image_conversion import ImageConversionError, LazyFrame
+from simtrack_ros.ros.stamps import to_nanoseconds
 from simtrack_ros.tracking import Tracker
 
-
-#: Requests a service holds before the middleware drops the oldest (ROS default: 10).
-SERVICE_QUEUE_DEPTH = 100
-SERVICE_QOS = QoSProfile(depth=SERVICE_QUEUE_DEPTH, history=qos_profile_services_default.history,
+#: Requests wait in the middleware until served, however many arrive (no silent drops).
+SERVICE_QOS = QoSProfile(depth=0, history=HistoryPolicy.KEEP_ALL,
                          reliability=qos_profile_services_default.reliability,
                          durability=qos_profile_services_default.durability)
+#: Most of the wall time that set_target template initialisations may take.
+SET_TARGET_TIME_SHARE = 0.5
+#: Window (seconds) over which that share is measured.
+BUDGET_WINDOW_S = 1.0
+
+
+class TrackerAccess(Protocol):
+    """What the services need from their node."""
+
+    def ready_tracker(self) -> Tuple[Optional[Tracker], str]:
+        """Return the tracker when targets can be set, else None and why not."""
+
+    def parameter(self, name: str) -> Any:
+        """Return the current value of a node parameter."""
+
+    def input_topic(self) -> str:
+        """Return the image topic's name (for replies)."""
+
+
+class TimeBudget:
+    """Share of wall time that a kind of work may take, over a sliding window."""
+
+    def __init__(self, share: float, window_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.share, self.window_s = share, window_s
+        self._clock = clock
+        self._spans: Deque[Tuple[float, float]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def _spent(self, now: float) -> float:
+        start = now - self.window_s
+        while self._spans and self._spans[0][1] <= start:
+            self._spans.popleft()
+        return sum(end - max(begin, start) for begin, end in self._spans)
+
+    def used(self) -> float:
+        """Share of the window spent so far (0..1)."""
+        with self._lock:
+            return self._spent(self._clock()) / self.window_s
+
+    def allows(self) -> bool:
+        """Whether more work may start now."""
+        return self.used() < self.share
+
+    def spend(self, begin: float, end: float) -> None:
+        """Record work that ran from ``begin`` to ``end`` (clock seconds)."""
+        with self._lock:
+            self._spans.append((begin, end))
 
 
 class TargetServices:
-    """Service handlers (mixin; see the module docstring)."""
+    """``~/set_target`` and ``~/stop_tracking`` of ``node`` (see the module docstring).
 
-    _tracker: Optional[Tracker]
-    _tracker_lock: threading.Lock
-    _frames: FrameBuffer[LazyFrame]
-    _frames_tracked: Dict[str, int]
-    _params: Dict[str, object]
-    _lifecycle: str
-    _load_error: str
-    _transition_error: str
+    Args:
+        node: the node that owns the services.
+        access: the tracker, parameters and topic name (the node itself).
+        frames: recent frames, looked up by the stamp of a set_target request.
+        group: callback group of both services.
+    """
 
-    def _create_services(self, group: CallbackGroup) -> None:
-        self.create_service(SetTarget, '~/set_target', self._guarded(self._on_set_target),
-                            qos_profile=SERVICE_QOS, callback_group=group)
-        self.create_service(StopTracking, '~/stop_tracking',
-                            self._guarded(self._on_stop_tracking), qos_profile=SERVICE_QOS,
-                            callback_group=group)
+    def __init__(self, node: Node, access: TrackerAccess, frames: FrameBuffer[LazyFrame],
+                 group: CallbackGroup) -> None:
+        self._node = node
+        self._access = access
+        self._frames = frames
+        self.budget = TimeBudget(SET_TARGET_TIME_SHARE, BUDGET_WINDOW_S)
+        self.busy_replies = 0
+        self._services = [
+            node.create_service(SetTarget, '~/set_target', self._guarded(self._on_set_target),
+                                qos_profile=SERVICE_QOS, callback_group=group),
+            node.create_service(StopTracking, '~/stop_tracking',
+                                self._guarded(self._on_stop_tracking), qos_profile=SERVICE_QOS,
+                                callback_group=group)]
 
     def _guarded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         """Wrap a service handler so an unexpected error is answered, never raised.
@@ -61,27 +123,16 @@ class TargetServices:
             except Exception as exc:  # noqa: B902 - any failure becomes a reply
                 response.success = False
                 response.message = f'internal error: {type(exc).__name__}: {exc}'
-                self.get_logger().error(f'{handler.__name__}: {response.message}')
+                self._node.get_logger().error(f'{handler.__name__}: {response.message}')
                 return response
         return serve
-
-    def _not_ready(self) -> Optional[str]:
-        """Why targets cannot be set now, or None."""
-        if self._load_error:
-            return f'model not loaded: {self._load_error}'
-        if self._tracker is None:
-            return f'model not loaded: the node is {self._lifecycle} (configure it first)'
-        if self._lifecycle != 'active':
-            why = f': {self._transition_error}' if self._transition_error else ''
-            return f'node is {self._lifecycle}, not active (activate it first){why}'
-        return None
 
     def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response
                        ) -> SetTarget.Response:
         response.success = False
         response.target_id = request.target_id
-        reason = self._not_ready()
-        if reason:
+        tracker, reason = self._access.ready_tracker()
+        if tracker is None:
             response.message = reason
             return response
         bbox = request.bbox
@@ -94,10 +145,22 @@ class TargetServices:
         if width <= 0 or height <= 0:
             response.message = f'{described}: width and height must be positive'
             return response
-        stamp = request.header.stamp
-        found = self._frames.lookup(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+        if not self.budget.allows():
+            self.busy_replies += 1
+            response.message = (
+                f'busy: set_target requests used {self.budget.used():.0%} of the last '
+                f'{BUDGET_WINDOW_S:g} s (limit {SET_TARGET_TIME_SHARE:.0%}); try again shortly')
+            return response
+        found = self._frames.lookup(to_nanoseconds(request.header.stamp))
         if found is None:
-            response.message = f'no image received yet on {self._input_topic()}'
+            response.message = f'no image received yet on {self._access.input_topic()}'
+            return response
+        max_age_s = float(self._access.parameter('max_template_age_s'))
+        if found.kind == 'newest' and found.received_s_ago > max_age_s:
+            response.message = (
+                f'{found.message}, but it arrived {found.received_s_ago:.1f} s ago (more than '
+                f'max_template_age_s={max_age_s:g}): is {self._access.input_topic()} still '
+                'publishing?')
             return response
         try:
             frame = found.frame.rgb()
@@ -105,59 +168,52 @@ class TargetServices:
             response.message = f'{found.message}, but that image is unusable: {exc}'
             return response
         box = (cx - width / 2.0, cy - height / 2.0, width, height)
-        with self._tracker_lock:
-            tracker = self._tracker
-            if tracker is None:  # cleaned up since the readiness check
-                response.message = self._not_ready() or 'model not loaded'
-                return response
-            ids = tracker.target_ids
-            limit = int(self._params['max_targets'])
-            if request.target_id not in ids and len(ids) >= limit:
-                response.message = (f'already tracking max_targets={limit} targets '
-                                    f'({", ".join(ids)}); stop one first')
-                return response
-            try:
-                target_id = tracker.initialize(frame, box, request.target_id or None)
-            except ValueError as exc:
-                response.message = f'{described}: {exc}'
-                return response
-            self._frames_tracked[target_id] = 0
+        begin = time.monotonic()
+        try:
+            target_id = tracker.initialize(frame, box, request.target_id or None,
+                                           max_targets=int(self._access.parameter('max_targets')))
+        except ValueError as exc:
+            response.message = f'{described}: {exc}'
+            return response
+        finally:
+            self.budget.spend(begin, time.monotonic())
         response.success = True
         response.target_id = target_id
         response.message = f'tracking {target_id}; {found.message}'
         if bbox.center.theta != 0.0:
             response.message += (f'; bbox theta {bbox.center.theta} ignored (the tracker '
                                  'uses axis-aligned boxes)')
-        self.get_logger().info(f'set_target: {response.message} ({described})')
+        self._node.get_logger().info(f'set_target: {response.message} ({described})')
         return response
 
     def _on_stop_tracking(self, request: StopTracking.Request, response: StopTracking.Response
                           ) -> StopTracking.Response:
         target_id = request.target_id
-        with self._tracker_lock:
-            tracker = self._tracker
-            if tracker is None:
-                response.success = not target_id
-                response.message = (f'no targets: {self._not_ready()}' if not target_id else
-                                    f'unknown target id {target_id!r}: no targets '
-                                    f'({self._not_ready()})')
+        tracker, reason = self._access.ready_tracker()
+        if tracker is None:
+            response.success = not target_id
+            response.message = (f'no targets: {reason}' if not target_id else
+                                f'unknown target id {target_id!r}: no targets ({reason})')
+            return response
+        if not target_id:
+            ids = tracker.clear()
+            response.success = True
+            response.message = (f'stopped {len(ids)} target(s): {", ".join(ids)}' if ids
+                                else 'no targets were being tracked')
+        else:
+            try:
+                tracker.remove(target_id)
+            except KeyError as exc:
+                response.success = False
+                response.message = str(exc.args[0])
                 return response
-            if not target_id:
-                ids = tracker.target_ids
-                tracker.clear()
-                self._frames_tracked.clear()
-                response.success = True
-                response.message = (f'stopped {len(ids)} target(s): {", ".join(ids)}' if ids
-                                    else 'no targets were being tracked')
-            else:
-                try:
-                    tracker.remove(target_id)
-                except KeyError as exc:
-                    response.success = False
-                    response.message = str(exc.args[0])
-                    return response
-                self._frames_tracked.pop(target_id, None)
-                response.success = True
-                response.message = f'stopped {target_id}'
-        self.get_logger().info(f'stop_tracking: {response.message}')
+            response.success = True
+            response.message = f'stopped {target_id}'
+        self._node.get_logger().info(f'stop_tracking: {response.message}')
         return response
+
+    def destroy(self) -> None:
+        """Destroy both services."""
+        for service in self._services:
+            self._node.destroy_service(service)
+        self._services = []

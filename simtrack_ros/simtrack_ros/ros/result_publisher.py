@@ -7,7 +7,7 @@ depth 10. ``~/debug_image`` (rgb8): reliable, depth 1, drawn only while someone 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from rclpy.node import Node
@@ -48,20 +48,21 @@ class ResultPublisher:
         return self._debug.get_subscription_count() > 0
 
     def publish(self, header: Header, stamp_ns: int, results: Sequence[TargetResult],
-                frames_tracked: Mapping[str, int], rgb: Optional[np.ndarray] = None) -> float:
+                rgb: Optional[np.ndarray] = None) -> float:
         """Publish one frame's results (and the debug image of ``rgb``); return the frame age.
 
         The age (now - stamp, ms, by the node's clock) is NaN for a zero stamp.
         """
-        for result in results:
-            self._detection.publish(messages.detection(result, header))
-        self._detections.publish(messages.detection_array(results, header))
+        detections = [messages.detection(result, header) for result in results]
+        for detection in detections:
+            self._detection.publish(detection)
+        self._detections.publish(messages.detection_array(detections, header))
         for result in results:
             self._challenge.publish(messages.challenge(result, header))
         now_ns = self._node.get_clock().now().nanoseconds
         age_ms = (now_ns - stamp_ns) / _NS_PER_MS if stamp_ns > 0 else math.nan
         self._status.publish(messages.tracker_status(
-            results, header, frames_tracked, age_ms, device=self.device, model=self.model,
+            results, header, age_ms, device=self.device, model=self.model,
             classification_trained=self.classification_trained))
         if rgb is not None:
             self._debug.publish(rgb_to_image(draw(rgb, results), header))

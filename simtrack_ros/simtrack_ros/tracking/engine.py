@@ -9,14 +9,18 @@ Device and precision rules:
 * ``device='auto'`` takes CUDA when available and otherwise falls back to the CPU with a
   ``RuntimeWarning``; an explicit ``'cuda'``/``'cuda:N'`` without that device is an error.
 * ``precision='fp16'`` needs CUDA: with ``device='cpu'`` it is a ``ValueError``; when
-  ``'auto'`` resolves to the CPU it falls back to fp32 with a warning (bf16 is the fast CPU
-  precision on CPUs with AVX512-BF16/AMX, but it changes the numerics, so it is never chosen
-  silently).
+  ``'auto'`` resolves to the CPU it falls back to fp32 with a warning. bf16 is faster than
+  fp32 only on CPUs with native bf16 (AVX512-BF16/AMX); elsewhere it is emulated and about 3x
+  slower, and ``precision='bf16'`` on such a CPU runs with a ``RuntimeWarning`` saying so
+  (:mod:`.cpu_features`). bf16 changes the numerics, so it is never chosen silently.
 * ``cuda_graphs`` needs CUDA likewise (error with ``device='cpu'``, warning and eager with
   ``'auto'`` on a CPU). One graph is captured per input shape (i.e. per number of targets);
   all graphs of one engine share one CUDA Graph memory pool. ``InferenceEngine.release``
-  drops the graphs and their buffers (e.g. when the node deactivates); the next ``run``
-  captures again.
+  drops the graphs and their buffers; ``offload`` also moves the weights to host memory and
+  returns the freed device memory to the driver (e.g. when the node deactivates); the next
+  ``run`` captures again.
+
+The engine is not thread-safe: its owner (:class:`~.tracker.Tracker`) serialises the calls.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import warnings
 
 import torch
 from torch import nn
+
+from simtrack_ros.tracking.cpu_features import describe_cpu, native_bf16
 
 #: Autocast dtype per precision name (None: plain fp32).
 PRECISIONS: Dict[str, Optional[torch.dtype]] = {
@@ -148,6 +154,10 @@ class InferenceEngine:
             warnings.warn('fp16 needs CUDA: falling back to fp32 on the CPU (bf16 is the fast '
                           'CPU precision)', RuntimeWarning, stacklevel=2)
             self.precision = 'fp32'
+        if self.precision == 'bf16' and not on_cuda and native_bf16() is False:
+            warnings.warn(f'bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX: '
+                          f'{describe_cpu()}) is emulated and runs about 3x slower than fp32; '
+                          "use precision 'fp32' here", RuntimeWarning, stacklevel=2)
         self.cuda_graphs = self.options.cuda_graphs and on_cuda
         if self.options.cuda_graphs and not on_cuda:
             warnings.warn('cuda_graphs needs CUDA: running eagerly on the CPU',
@@ -182,10 +192,9 @@ class InferenceEngine:
     def release(self) -> None:
         """Drop the captured CUDA Graphs, their static buffers and their memory pool.
 
-        The engine stays usable: the next :meth:`run` captures again. Call it under the same
-        lock as :meth:`run`; the freed blocks go back to torch's caching allocator, so follow
-        it with ``torch.cuda.empty_cache()`` to return them to the driver. A no-op without
-        graphs (e.g. on the CPU).
+        The engine stays usable: the next :meth:`run` captures again. The freed blocks go back
+        to torch's caching allocator (:meth:`offload` returns them to the driver). A no-op
+        without graphs (e.g. on the CPU).
         """
         graphs, self._graphs = self._graphs, {}
         self._graph_pool = None
@@ -198,10 +207,12 @@ class InferenceEngine:
         """Free the device: drop the CUDA Graphs and move the weights to host memory.
 
         Template tokens cut before are invalid afterwards; :meth:`reload` brings the weights
-        back. Follow it with ``torch.cuda.empty_cache()`` to return the memory to the driver.
+        back. The freed device memory is returned to the driver.
         """
         self.release()
         self.model.to('cpu')
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
 
     def reload(self) -> None:
         """Move the weights back to the engine's device after :meth:`offload`."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
+import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -46,16 +47,16 @@ class TrackerOptions:
     """Tracker settings.
 
     Attributes:
-        template_factor: template crop side / target scale; None: the model config's (2.0).
-        search_factor: search crop side / target scale; None: the model config's (4.0).
+        template_factor: template crop side / target scale (official test setting: 2.0).
+        search_factor: search crop side / target scale (official test setting: 4.0).
         thresholds: state-machine thresholds.
         engine: device, precision, CUDA Graphs and crop path.
         confidence_window: half-size (cells) of the confidence window around the peak.
         clip_margin: pixels of every box kept inside the image (official: 10).
     """
 
-    template_factor: Optional[float] = None
-    search_factor: Optional[float] = None
+    template_factor: float = 2.0
+    search_factor: float = 4.0
     thresholds: StateThresholds = field(default_factory=StateThresholds)
     engine: EngineOptions = field(default_factory=EngineOptions)
     confidence_window: int = WINDOW_RADIUS
@@ -64,9 +65,9 @@ class TrackerOptions:
     def __post_init__(self) -> None:
         for name in ('template_factor', 'search_factor'):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float))
-                                          and math.isfinite(value) and value > 0):
-                raise ValueError(f'{name} must be a positive number or None, got {value!r}')
+            if isinstance(value, bool) or not (isinstance(value, (int, float))
+                                               and math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be a positive number, got {value!r}')
         for name in ('confidence_window', 'clip_margin'):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -91,6 +92,7 @@ class TargetResult:
             head is untrained (or its output was not finite).
         multi_label: True: independent per-class probabilities; False: they sum to 1.
         frame_index: number of :meth:`Tracker.track` calls so far (1 for the first frame).
+        frames_tracked: frames this target has been tracked in since it was (re)initialised.
         timings: per-frame stage times in ms (:data:`TIMING_KEYS`), shared by all targets of
             the frame since they run batched.
     """
@@ -103,6 +105,7 @@ class TargetResult:
     probabilities: Optional[np.ndarray]
     multi_label: bool
     frame_index: int
+    frames_tracked: int
     timings: Dict[str, float]
 
 
@@ -112,6 +115,7 @@ class _Target:
     tokens: torch.Tensor
     machine: TargetStateMachine
     frame_shape: Tuple[int, int]
+    frames_tracked: int = 0
 
 
 def validate_frame(frame: np.ndarray, min_size: int = 1) -> Tuple[int, int]:
@@ -130,7 +134,12 @@ def validate_frame(frame: np.ndarray, min_size: int = 1) -> Tuple[int, int]:
 
 
 class Tracker:
-    """Tracks any number of targets in a stream of RGB frames (see the module docstring)."""
+    """Tracks any number of targets in a stream of RGB frames (see the module docstring).
+
+    Thread-safe: one lock serialises every method that reads or changes the targets or runs
+    the model, so a service thread can set targets while another thread tracks (and CUDA
+    Graph replays, which share one memory pool, never overlap).
+    """
 
     def __init__(self, model: nn.Module, options: Optional[TrackerOptions] = None) -> None:
         self.options = options or TrackerOptions()
@@ -139,12 +148,21 @@ class Tracker:
         config = self.model.config
         self.template_size: int = config.template_size
         self.search_size: int = config.search_size
-        self.template_factor = self.options.template_factor or config.template_factor
-        self.search_factor = self.options.search_factor or config.search_factor
         self.frame_index = 0
+        self._lock = threading.RLock()
         self._targets: Dict[str, _Target] = {}
         self._token_batch: Optional[Tuple[Tuple[str, ...], torch.Tensor]] = None
         self._id_counter = 0
+
+    @property
+    def template_factor(self) -> float:
+        """Template crop side / target scale."""
+        return self.options.template_factor
+
+    @property
+    def search_factor(self) -> float:
+        """Search crop side / target scale."""
+        return self.options.search_factor
 
     def update_options(self, search_factor: float, template_factor: float,
                        thresholds: StateThresholds) -> None:
@@ -153,16 +171,17 @@ class Tracker:
         The search factor applies from the next frame, the template factor to targets set
         afterwards (a template is cut once), the thresholds to every target at once.
         """
-        self.options = replace(self.options, search_factor=search_factor,
-                               template_factor=template_factor, thresholds=thresholds)
-        self.search_factor, self.template_factor = search_factor, template_factor
-        for target in self._targets.values():
-            target.machine.thresholds = thresholds
+        with self._lock:
+            self.options = replace(self.options, search_factor=search_factor,
+                                   template_factor=template_factor, thresholds=thresholds)
+            for target in self._targets.values():
+                target.machine.thresholds = thresholds
 
     @property
     def target_ids(self) -> Tuple[str, ...]:
         """Ids of the current targets, in initialisation order."""
-        return tuple(self._targets)
+        with self._lock:
+            return tuple(self._targets)
 
     @property
     def class_names(self) -> Tuple[str, ...]:
@@ -206,48 +225,68 @@ class Tracker:
         return batch, {'crop': crop_ms, 'upload': (uploaded - cropped) * _MS}
 
     def initialize(self, frame: np.ndarray, box_xywh: Sequence[float],
-                   target_id: Optional[str] = None) -> str:
+                   target_id: Optional[str] = None, max_targets: Optional[int] = None) -> str:
         """Start tracking the target in ``box_xywh`` (pixels) of ``frame``; return its id.
 
         ``target_id`` None or '' assigns a new id (``target_1``, ``target_2``, ...); an
         existing id is re-initialised (its template and state are replaced). Raises
-        ValueError for a bad frame or a box that cannot be tracked.
+        ValueError for a bad frame or a box that cannot be tracked, and when a new target
+        would exceed ``max_targets`` (None: no limit).
         """
         if target_id is not None and not isinstance(target_id, str):
             raise ValueError(f'target_id must be a string or None, got {target_id!r}')
         height, width = validate_frame(frame, self.options.clip_margin)
         box = validate_box(box_xywh, height, width)
-        window = crop_window(box, self.template_factor)
-        template, _ = self._inputs(frame, [window], self.template_size)
-        anno = template_anno(box, self.template_size / window[2], self.template_size)
-        tokens = self.engine.encode_template(template, torch.from_numpy(anno)[None])
-        target_id = target_id or self._new_id()
-        self._targets[target_id] = _Target(
-            box, tokens, TargetStateMachine(self.options.thresholds), (height, width))
-        self._token_batch = None
+        with self._lock:
+            if (max_targets is not None and target_id not in self._targets
+                    and len(self._targets) >= max_targets):
+                raise ValueError(f'already tracking max_targets={max_targets} targets '
+                                 f'({", ".join(self._targets)}); stop one first')
+            window = crop_window(box, self.options.template_factor)
+            template, _ = self._inputs(frame, [window], self.template_size)
+            anno = template_anno(box, self.template_size / window[2], self.template_size)
+            tokens = self.engine.encode_template(template, torch.from_numpy(anno)[None])
+            target_id = target_id or self._new_id()
+            self._targets[target_id] = _Target(
+                box, tokens, TargetStateMachine(self.options.thresholds), (height, width))
+            self._token_batch = None
         return target_id
 
     def remove(self, target_id: str) -> None:
         """Stop tracking one target; KeyError if the id is unknown."""
-        if target_id not in self._targets:
-            known = ', '.join(self._targets) or 'none'
-            raise KeyError(f'unknown target id {target_id!r} (current targets: {known})')
-        del self._targets[target_id]
-        self._token_batch = None
+        with self._lock:
+            if target_id not in self._targets:
+                known = ', '.join(self._targets) or 'none'
+                raise KeyError(f'unknown target id {target_id!r} (current targets: {known})')
+            del self._targets[target_id]
+            self._token_batch = None
 
-    def clear(self) -> None:
-        """Stop tracking all targets."""
-        self._targets.clear()
-        self._token_batch = None
+    def clear(self) -> Tuple[str, ...]:
+        """Stop tracking all targets; return the ids that were tracked."""
+        with self._lock:
+            ids = tuple(self._targets)
+            self._targets.clear()
+            self._token_batch = None
+            return ids
 
-    def suspend(self) -> None:
-        """Stop tracking every target and free the device (:meth:`resume` to go on)."""
-        self.clear()
-        self.engine.offload()
+    def suspend(self) -> Tuple[str, ...]:
+        """Stop tracking every target and free the device (:meth:`resume` to go on).
+
+        Returns the ids that were tracked.
+        """
+        with self._lock:
+            ids = self.clear()
+            self.engine.offload()
+            return ids
 
     def resume(self) -> None:
         """Bring the model back to its device after :meth:`suspend`."""
-        self.engine.reload()
+        with self._lock:
+            self.engine.reload()
+
+    def close(self) -> None:
+        """Stop tracking and free the device for good (the tracker is not used afterwards)."""
+        self.suspend()
 
     def _batched_tokens(self, ids: Tuple[str, ...]) -> torch.Tensor:
         if self._token_batch is None or self._token_batch[0] != ids:
@@ -258,18 +297,22 @@ class Tracker:
     def track(self, frame: np.ndarray) -> List[TargetResult]:
         """Track every target in ``frame`` (H x W x 3 uint8 RGB) with one batched forward."""
         height, width = validate_frame(frame, self.options.clip_margin)
-        self.frame_index += 1
-        if not self._targets:
-            return []
+        with self._lock:
+            self.frame_index += 1
+            if not self._targets:
+                return []
+            return self._track(frame, height, width)
+
+    def _track(self, frame: np.ndarray, height: int, width: int) -> List[TargetResult]:
         start = time.perf_counter()
         margin = self.options.clip_margin
-        ids = self.target_ids
+        ids = tuple(self._targets)
         targets = [self._targets[i] for i in ids]
         for target in targets:
             if target.frame_shape != (height, width):
                 target.box = clip_box(target.box, height, width, margin)
                 target.frame_shape = (height, width)
-        windows = [crop_window(target.box, self.search_factor) for target in targets]
+        windows = [crop_window(target.box, self.options.search_factor) for target in targets]
         search, timings = self._inputs(frame, windows, self.search_size)
         tokens = self._batched_tokens(ids)
         forward_start = time.perf_counter()
@@ -288,6 +331,7 @@ class Tracker:
                 target.box = clip_box(box, height, width, margin)
             else:
                 confidences[index] = 0.0
+            target.frames_tracked += 1
             states.append(target.machine.update(float(confidences[index])))
         done = time.perf_counter()
         timings.update(forward=(post_start - forward_start) * _MS,
@@ -297,7 +341,8 @@ class Tracker:
             target_id=target_id, box=target.box, confidence=float(confidences[index]),
             state=states[index], class_names=self.class_names,
             probabilities=probabilities[index], multi_label=multi_label,
-            frame_index=self.frame_index, timings=dict(timings))
+            frame_index=self.frame_index, frames_tracked=target.frames_tracked,
+            timings=dict(timings))
             for index, (target_id, target) in enumerate(zip(ids, targets))]
 
     def _probabilities(self, out: Dict[str, torch.Tensor]) -> List[Optional[np.ndarray]]:
