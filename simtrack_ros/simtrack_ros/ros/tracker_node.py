@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import warnings
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-import torch
+from rclpy.logging import LoggingSeverity
 
 from simtrack_ros.ros import parameters
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
@@ -33,6 +33,7 @@ from simtrack_ros.ros.model_loading import load_model
 from simtrack_ros.ros.node_diagnostics import DiagnosticsPublisher, NodeState, NodeStats
 from simtrack_ros.ros.node_services import TargetServices
 from simtrack_ros.ros.result_publisher import ResultPublisher
+from simtrack_ros.ros.stamps import format_stamp
 from simtrack_ros.tracking import TargetResult, Tracker
 
 NODE_NAME = 'simtrack'
@@ -40,7 +41,7 @@ _THROTTLE_S = 5.0
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-class TrackerNode(TargetServices, LifecycleNode):
+class TrackerNode(LifecycleNode):
     """SimTrack tracker node (see the module docstring). ``kwargs`` go to rclpy's Node."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -55,20 +56,19 @@ class TrackerNode(TargetServices, LifecycleNode):
         self._load_error = ''
         self._transition_error = ''
         self._tracker: Optional[Tracker] = None
-        self._tracker_lock = threading.Lock()
         self._model_name = ''
         self._demo_model = False
         self._frames: FrameBuffer[LazyFrame] = FrameBuffer(
             self._params['frame_buffer_length'],
             max_age_ns=int(self._params['max_template_age_s'] * 1e9))
-        self._frames_tracked: Dict[str, int] = {}
         self._stats = NodeStats()
         self._worker: Optional[InferenceWorker[LazyFrame]] = None
         self._input: Optional[ImageInput] = None
         self._input_lock = threading.Lock()
         self._output: Optional[ResultPublisher] = None
         self._image_group = MutuallyExclusiveCallbackGroup()
-        self._create_services(MutuallyExclusiveCallbackGroup())
+        self._target_services = TargetServices(self, self, self._frames,
+                                               MutuallyExclusiveCallbackGroup())
         self._diagnostics = DiagnosticsPublisher(self, self._params['diagnostics_period_s'],
                                                  self._stats, self._node_state)
         if self._params['autostart']:
@@ -122,9 +122,8 @@ class TrackerNode(TargetServices, LifecycleNode):
 
     def _activate(self) -> TransitionCallbackReturn:
         try:
-            with self._tracker_lock:
-                if self._tracker is not None:
-                    self._tracker.resume()
+            if self._tracker is not None:
+                self._tracker.resume()
             self._worker = InferenceWorker(self._process, self._on_worker_error,
                                            self._min_period, name=f'{NODE_NAME}_inference')
             self._worker.start()
@@ -143,15 +142,12 @@ class TrackerNode(TargetServices, LifecycleNode):
 
     def _deactivate(self) -> TransitionCallbackReturn:
         self._stop_input()
-        with self._tracker_lock:
-            if self._tracker is not None:
-                stopped = self._tracker.target_ids
-                self._tracker.suspend()
-                self._frames_tracked.clear()
-                self.get_logger().info(
-                    f'inactive: stopped {len(stopped)} target(s); model moved off '
-                    f'{self._tracker.engine.device} until activation')
-        self._free_device_memory()
+        tracker = self._tracker
+        if tracker is not None:
+            stopped = tracker.suspend()
+            self.get_logger().info(
+                f'inactive: stopped {len(stopped)} target(s); model moved off '
+                f'{tracker.engine.device} until activation')
         self._lifecycle = 'inactive'
         return SUCCESS
 
@@ -213,22 +209,15 @@ class TrackerNode(TargetServices, LifecycleNode):
                 self.get_logger().warning('the inference thread did not stop within 10 s')
             self._worker = None
         self._frames.clear()
-        self._free_device_memory()
 
     def _release_model(self) -> None:
         if self._output is not None:
             self._output.destroy()
             self._output = None
-        with self._tracker_lock:
-            self._tracker = None
-            self._frames_tracked.clear()
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            tracker.close()
         self._model_name = ''
-        self._free_device_memory()
-
-    @staticmethod
-    def _free_device_memory() -> None:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- parameters
     def _apply_parameters(self, values: Dict[str, Any], names: Sequence[str]) -> None:
@@ -240,12 +229,11 @@ class TrackerNode(TargetServices, LifecycleNode):
         self._frames.max_age_ns = int(values['max_template_age_s'] * 1e9)
         if values['diagnostics_period_s'] != old['diagnostics_period_s']:
             self._diagnostics.set_period(values['diagnostics_period_s'])
-        with self._tracker_lock:
-            tracker = self._tracker
-            if tracker is not None:
-                options = parameters.tracker_options(values)
-                tracker.update_options(options.search_factor, options.template_factor,
-                                       options.thresholds)
+        tracker = self._tracker
+        if tracker is not None:
+            options = parameters.tracker_options(values)
+            tracker.update_options(options.search_factor, options.template_factor,
+                                   options.thresholds)
         later = [name for name in ('compressed_input', 'image_reliability', 'image_qos_depth')
                  if values[name] != old[name]]
         if later and self._lifecycle == 'active':
@@ -256,7 +244,25 @@ class TrackerNode(TargetServices, LifecycleNode):
         return 1.0 / rate if rate > 0.0 else 0.0
 
     # ---------------------------------------------------------------- frames
-    def _input_topic(self) -> str:
+    # ---------------------------------------------------------------- for the services
+    def ready_tracker(self) -> Tuple[Optional[Tracker], str]:
+        """Return the tracker when targets can be set, else None and why not."""
+        tracker = self._tracker
+        if self._load_error:
+            return None, f'model not loaded: {self._load_error}'
+        if tracker is None:
+            return None, f'model not loaded: the node is {self._lifecycle} (configure it first)'
+        if self._lifecycle != 'active':
+            why = f': {self._transition_error}' if self._transition_error else ''
+            return None, f'node is {self._lifecycle}, not active (activate it first){why}'
+        return tracker, ''
+
+    def parameter(self, name: str) -> Any:
+        """Return the current (validated) value of one of the node's parameters."""
+        return self._params[name]
+
+    def input_topic(self) -> str:
+        """Return the image topic's resolved name, for replies."""
         image_input = self._input
         return image_input.topic_name if image_input else 'the image topic (node not active)'
 
@@ -278,8 +284,7 @@ class TrackerNode(TargetServices, LifecycleNode):
         if tracker is None or output is None:
             return
         debug = self._params['publish_debug_image'] and output.debug_subscribed()
-        with self._tracker_lock:
-            has_targets = bool(tracker.target_ids)
+        has_targets = bool(tracker.target_ids)
         rgb = None
         if has_targets or debug or not frame.compressed:
             try:
@@ -290,15 +295,14 @@ class TrackerNode(TargetServices, LifecycleNode):
                                           throttle_duration_sec=_THROTTLE_S)
                 return
             self._note_frame_size(rgb.shape[:2])
-        results: List[TargetResult] = []
-        if has_targets:
-            with self._tracker_lock:
-                results = tracker.track(rgb)
-                for result in results:
-                    self._frames_tracked[result.target_id] = (
-                        self._frames_tracked.get(result.target_id, 0) + 1)
-        age_ms = output.publish(frame.header, frame.stamp_ns, results, self._frames_tracked,
-                                rgb if debug else None)
+        results: List[TargetResult] = tracker.track(rgb) if has_targets else []
+        age_ms = output.publish(frame.header, frame.stamp_ns, results, rgb if debug else None)
+        logger = self.get_logger()
+        if results and logger.is_enabled_for(LoggingSeverity.DEBUG):
+            logger.debug(f'frame {format_stamp(frame.stamp_ns)}: ' + '; '.join(
+                f'{r.target_id} {r.state.value} conf {r.confidence:.2f} box '
+                f'({r.box[0]:.0f}, {r.box[1]:.0f}, {r.box[2]:.0f}, {r.box[3]:.0f})'
+                for r in results) + f' ({results[0].timings["total"]:.1f} ms)')
         stats = self._stats
         stats.processed += 1
         if results:
