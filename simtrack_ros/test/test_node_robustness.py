@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import math
+import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.srv import GetState
 from node_helpers import frame, image, set_target_request, TrackerUnderTest
+import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.logging import LoggingSeverity
 from sensor_msgs.msg import Image
 from simtrack_ros_interfaces.srv import SetTarget
 
-from simtrack_ros.ros.node_services import SERVICE_QOS
+from simtrack_ros.ros.node_services import SERVICE_QOS, TimeBudget
 
 
 def _malformed() -> list:
@@ -218,3 +221,44 @@ def test_diagnostics_run_on_steady_time_before_sim_time_starts(ros):
     assert node.node.get_clock().now().nanoseconds == 0  # nobody publishes /clock here
     values = node.diagnostics()
     assert values['lifecycle state'] == 'active' and 'no image on' in values['message']
+
+
+def test_set_target_on_a_stale_newest_frame_says_so(ros):
+    """A zero stamp uses the newest frame only while it is recent (max_template_age_s)."""
+    node = TrackerUnderTest(ros, max_template_age_s=0.3)
+    node.wait_connected()
+    node.publish_and_wait(image(frame(), 1.0))
+    time.sleep(0.6)                                    # the camera went quiet
+    reply = node.set_target(set_target_request(160, 120, 40, 30))
+    assert not reply.success and 'arrived' in reply.message \
+        and 'max_template_age_s=0.3' in reply.message and 'still publishing' in reply.message
+    exact = node.set_target(set_target_request(160, 120, 40, 30, stamp_s=1.0))
+    assert exact.success, exact.message                # a named frame is still usable
+    node.publish_and_wait(image(frame(), 2.0))
+    assert node.set_target(set_target_request(160, 120, 40, 30)).success
+
+
+def test_time_budget_limits_the_share_of_work():
+    now = [100.0]
+    budget = TimeBudget(share=0.5, window_s=1.0, clock=lambda: now[0])
+    assert budget.allows() and budget.used() == 0.0
+    budget.spend(99.7, 100.0)                          # 0.3 s of the last second
+    assert budget.allows() and budget.used() == pytest.approx(0.3)
+    budget.spend(100.0, 100.3)
+    now[0] = 100.3
+    assert not budget.allows() and budget.used() == pytest.approx(0.6)
+    now[0] = 100.9                                     # the first span slides out of the window
+    assert budget.allows() and budget.used() == pytest.approx(0.4)
+    now[0] = 101.2
+    assert budget.used() == pytest.approx(0.1)
+
+
+def test_debug_level_gives_the_node_debug_lines(ros, capfd):
+    node = TrackerUnderTest(ros)
+    node.node.get_logger().set_level(LoggingSeverity.DEBUG)
+    node.start_tracking()
+    capfd.readouterr()
+    node.publish_and_wait(image(frame(), 3.0))
+    time.sleep(0.2)
+    err = capfd.readouterr().err
+    assert '[DEBUG]' in err and 'frame 3.000000000: target_1 ' in err, err[-2000:]

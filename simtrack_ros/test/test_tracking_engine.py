@@ -1,6 +1,8 @@
 """Engine options, device resolution, precision fallbacks and outputs."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -97,3 +99,31 @@ def test_cuda_graphs_match_eager(precision):
         got = graphs.run(tokens, search)
         for key, value in expected.items():
             torch.testing.assert_close(got[key], value, rtol=1e-3, atol=1e-3)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    from simtrack_ros.tracking import engine as engine_module
+    model = build_model('tiny')
+    monkeypatch.setattr(engine_module, 'native_bf16', lambda: False)
+    with pytest.warns(RuntimeWarning, match='about 3x slower than fp32'):
+        InferenceEngine(model, EngineOptions(device='cpu', precision='bf16'))
+    monkeypatch.setattr(engine_module, 'native_bf16', lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        InferenceEngine(model, EngineOptions(device='cpu', precision='bf16'))
+        InferenceEngine(model, EngineOptions(device='cpu', precision='fp32'))
+
+
+def test_cpu_features_read_from_cpuinfo(monkeypatch):
+    from simtrack_ros.tracking import cpu_features
+    text = ('processor\t: 0\nmodel name\t: Test CPU 9000\n'
+            'flags\t\t: fpu avx2 avx512f avx512_vnni\n\nprocessor\t: 1\nflags\t: avx512_bf16\n')
+    monkeypatch.setattr(cpu_features, '_cpuinfo', lambda: text)
+    monkeypatch.setattr(cpu_features.platform, 'machine', lambda: 'x86_64')
+    assert cpu_features.cpu_model() == 'Test CPU 9000'
+    assert cpu_features.native_bf16() is False        # the first processor's flags count
+    assert cpu_features.describe_cpu() == 'Test CPU 9000 [avx2 avx512f avx512_vnni]'
+    monkeypatch.setattr(cpu_features, '_cpuinfo', lambda: text.replace('avx2', 'amx_bf16'))
+    assert cpu_features.native_bf16() is True
+    monkeypatch.setattr(cpu_features, '_cpuinfo', lambda: '')
+    assert cpu_features.native_bf16() is None

@@ -1,12 +1,15 @@
 """Tracker init/track loop with a stand-in model of known output, and with the tiny model."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from tracking_standin import draw_box, iou, StandInModel, textured_frame
 
 from simtrack_ros.model import build_model
+from simtrack_ros.model.config import get_config, SimTrackConfig
 from simtrack_ros.tracking import (
     EngineOptions, StateThresholds, TargetResult, TIMING_KEYS, Tracker, TrackerOptions,
     TrackState)
@@ -269,3 +272,60 @@ def test_cuda_graph_tracker_matches_eager_with_tiny_model():
         eager, graphed = (tracker.track(frame) for tracker in trackers)
         for a, b in zip(eager, graphed):
             np.testing.assert_allclose(a.box, b.box, atol=1e-2)
+
+
+def test_frames_tracked_per_target_and_reset_by_reinit():
+    frame = textured_frame(HEIGHT, WIDTH)
+    tracker = make_tracker()
+    tracker.initialize(frame, (10, 10, 20, 20), 'a')
+    tracker.track(frame)
+    tracker.initialize(frame, (50, 10, 20, 20), 'b')
+    for _ in range(2):
+        results = tracker.track(frame)
+    assert {r.target_id: r.frames_tracked for r in results} == {'a': 3, 'b': 2}
+    tracker.initialize(frame, (10, 10, 20, 20), 'a')            # re-initialised: from zero
+    assert {r.target_id: r.frames_tracked for r in tracker.track(frame)} == {'a': 1, 'b': 3}
+    with pytest.raises(ValueError, match='max_targets=2'):
+        tracker.initialize(frame, (90, 10, 20, 20), 'c', max_targets=2)
+    assert tracker.initialize(frame, (90, 10, 20, 20), 'b', max_targets=2) == 'b'
+    assert tracker.clear() == ('a', 'b')
+
+
+def test_targets_set_from_another_thread_while_tracking():
+    """The tracker's own lock keeps a service thread and the inference thread consistent."""
+    frame = textured_frame(HEIGHT, WIDTH)
+    tracker = make_tracker(build_model('tiny'))
+    errors, stop = [], threading.Event()
+
+    def track() -> None:
+        while not stop.is_set():
+            try:
+                for result in tracker.track(frame):
+                    assert result.target_id in ('a', 'b', 'c')
+            except Exception as exc:  # noqa: B902 - collected and asserted below
+                errors.append(exc)
+    worker = threading.Thread(target=track)
+    worker.start()
+    try:
+        for index in range(30):
+            target = 'abc'[index % 3]
+            tracker.initialize(frame, (10 + index, 10, 20, 20), target)
+            if index % 4 == 3:
+                tracker.remove(target)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not errors, errors
+    assert set(tracker.target_ids) <= {'a', 'b', 'c'}
+
+
+def test_crop_factors_are_tracker_settings():
+    tracker = make_tracker(build_model('tiny'), search_factor=5.0)
+    assert (tracker.template_factor, tracker.search_factor) == (2.0, 5.0)
+    # Checkpoints of earlier versions stored the factors in the model config: still readable.
+    legacy = dict(get_config('tiny').to_dict(), template_factor=2.0, search_factor=4.0)
+    assert SimTrackConfig.from_dict(legacy) == get_config('tiny')
+    with pytest.raises(ValueError, match='unknown model config keys'):
+        SimTrackConfig.from_dict(dict(legacy, colour='red'))
+    with pytest.raises(ValueError, match='search_factor'):
+        TrackerOptions(search_factor=None)
