@@ -12,6 +12,7 @@ import threading
 import time
 
 from node_helpers import frame, image, set_target_request
+from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -51,7 +52,13 @@ def test_a_thousand_set_target_calls_at_1khz_are_all_answered(ros, node_process)
     camera = client_node.create_publisher(Image, f'{namespace}/image',
                                           QoSProfile(depth=1,
                                                      reliability=ReliabilityPolicy.RELIABLE))
-    detections = []
+    detections, diagnostics = [], []
+    client_node.create_subscription(
+        DiagnosticArray, '/diagnostics',
+        lambda msg: diagnostics.extend(
+            values for values in ({kv.key: kv.value for kv in status.values}
+                                  for status in msg.status)
+            if values.get('input topic', '').startswith(f'{namespace}/')), 10)
     client_node.create_subscription(
         Detection2D, f'{namespace}/simtrack/detection',
         lambda msg: detections.append(time.monotonic()), 100)
@@ -107,6 +114,8 @@ def test_a_thousand_set_target_calls_at_1khz_are_all_answered(ros, node_process)
         assert ok > 0 and all(r.success or 'busy' in r.message for r in replies), \
             {r.message for r in replies if not r.success}
         assert waits[-1] < MAX_REPLY_S
+        assert ros.wait_for(lambda: diagnostics and diagnostics[-1].get(
+            'set_target busy replies') == str(busy), 5), diagnostics[-1:]
         during = [t for t in detections if start <= t <= burst_end + 1.0]
         gaps = [b - a for a, b in zip([start] + during, during + [burst_end])]
         assert during and max(gaps) < 2.0, f'detections stalled for {max(gaps):.1f} s'

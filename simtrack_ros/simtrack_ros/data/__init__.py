@@ -1,1 +1,1 @@
-"""Data: sequence readers, annotation schema and pipeline, synthetic maritime scenes."""
+"""Data: synthetic maritime scenes (the demo camera and tests)."""

@@ -57,6 +57,7 @@ class NodeState:
     transition_error: str
     demo_model: bool
     worker_alive: bool
+    busy_replies: int = 0
 
 
 def _window_mean(total_now: float, total_then: float, count_now: int, count_then: int) -> float:
@@ -88,6 +89,7 @@ def summarize(state: NodeState, now: NodeStats, then: NodeStats
         'processing errors': now.errors,
         'last error': now.last_error or 'none',
         'targets': state.targets,
+        'set_target busy replies': state.busy_replies,
         'device': state.device or 'none',
         'model': state.model or 'not loaded',
         'precision': state.precision,

@@ -350,7 +350,8 @@ class TrackerNode(LifecycleNode):
             dropped=worker.dropped if worker else 0, load_error=self._load_error,
             transition_error=self._transition_error,
             demo_model=self._demo_model and tracker is not None,
-            worker_alive=worker is not None and worker.running)
+            worker_alive=worker is not None and worker.running,
+            busy_replies=self._target_services.busy_replies)
 
 
 def main(args: Optional[List[str]] = None) -> None:
