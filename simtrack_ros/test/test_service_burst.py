@@ -11,8 +11,8 @@ import sys
 import threading
 import time
 
-from node_helpers import frame, image, set_target_request
 from diagnostic_msgs.msg import DiagnosticArray
+from node_helpers import frame, image, set_target_request
 import pytest
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
