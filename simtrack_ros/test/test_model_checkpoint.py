@@ -15,7 +15,7 @@ from simtrack_ros.challenges import CHALLENGE_NAMES, DEFAULT_PRIORITY
 from simtrack_ros.model import (build_model, CheckpointError, get_config, load_checkpoint,
                                 load_clip_weights, load_official_state_dict, save_checkpoint,
                                 SimTrack)
-from simtrack_ros.model.checkpoint import official_state_dict
+from simtrack_ros.model.checkpoint import official_state_dict, Placeholder, read_checkpoint
 from simtrack_ros.model.clip_vit import VisionTransformer
 from simtrack_ros.model.convert import main as convert_main
 
@@ -338,6 +338,7 @@ def test_official_training_checkpoint_loads_weights_and_skips_objects(tmp_path: 
             del sys.modules[name]
     with pytest.raises(Exception):  # safe loading refuses it; a plain unpickle cannot even run
         torch.load(path, weights_only=True)
+    safe_before = set(torch.serialization.get_safe_globals())
     model, report = load_checkpoint(path, TINY)
     assert not marker.exists()
     assert (report.missing, report.unexpected, report.mismatched) == ([], [], [])
@@ -353,6 +354,11 @@ def test_official_training_checkpoint_loads_weights_and_skips_objects(tmp_path: 
         assert name in note
     assert 'skipped non-tensor objects' in report.summary()
     assert not any(name in sys.modules for name in names)  # nothing was imported
+    assert set(torch.serialization.get_safe_globals()) == safe_before  # only during the read
+    raw, _ = read_checkpoint(path)
+    settings = raw['settings']  # an inert placeholder that keeps the pickled state as data
+    assert isinstance(settings, Placeholder) and settings.state['env'] == {'workspace_dir': '/x'}
+    assert settings.state['hook'].args == (str(marker), 'w') and not marker.exists()
     model = build_model(TINY)
     assert load_official_state_dict(model, path).loaded == len(box_part(source))
     assert not marker.exists()
@@ -367,7 +373,9 @@ def test_malicious_top_level_pickle_runs_no_code(tmp_path: Path):
     opener, system = f'{open.__module__}.open', f'{os.system.__module__}.system'
     with pytest.raises(CheckpointError, match=rf'holds a {opener} object, not weights'):
         load_checkpoint(evil, TINY)
-    with pytest.raises(CheckpointError, match=rf'no tensors found .*skipped .*: {system}\)'):
+    # torch blocks the os/sys modules outright: no placeholder either, the file is refused.
+    with pytest.raises(CheckpointError, match=rf'even with {system} as inert placeholders; '
+                                              rf'no code ran .*{system}'):
         load_checkpoint(shell, TINY)
     with pytest.raises(CheckpointError, match='no code ran'):
         load_official_state_dict(build_model(TINY), evil)

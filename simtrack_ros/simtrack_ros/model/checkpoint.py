@@ -1,23 +1,26 @@
-"""Checkpoint loading and saving: official SimTrack, OpenAI CLIP, and our own format.
+"""Checkpoints of official SimTrack, OpenAI CLIP and our format: read, translate, load.
 
-Pickled files are read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
-A file that this refuses for holding other Python objects (an official training checkpoint's
-``settings``/``stats``/``constructor``, numpy scalars) is read again with the restricted
-unpickler of :mod:`simtrack_ros.model.safe_unpickle`: tensors and plain containers load, every
-other object becomes an inert placeholder (nothing is imported or called) and the LoadReport
-notes the skipped classes. Our format is a dict::
+* **Read** (:func:`read_checkpoint`): ``torch.load(weights_only=True)``, so a checkpoint cannot
+  run code. Other pickled objects (an official training checkpoint's ``settings``/``stats``,
+  numpy scalars) are read by the same loader as inert :class:`Placeholder` objects, registered
+  through ``torch.serialization.safe_globals``. CLIP's TorchScript archive: ``torch.jit.load``.
+* **Translate** (pure functions, like timm's ``checkpoint_filter_fn``): :func:`unwrap_state_dict`,
+  :func:`clip_visual_state`, :func:`reorder_classes`.
+* **Load**: the box part must fit the model exactly, else CheckpointError naming every missing,
+  unexpected and mis-shaped key; tensors are cast to fp32; the class part loads when it fits.
+
+Our format is a dict::
 
     {'format': 'simtrack_ros', 'format_version': 1, 'config': {...}, 'class_names': [...],
      'trained_heads': [...], 'metadata': {...}, 'state_dict': {...}}
-
-Classes are matched by name: a checkpoint whose class order differs from the requested config
-has its classifier rows reordered.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+import pickle
+import pickletools
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import uuid
 import warnings
@@ -26,7 +29,6 @@ import zipfile
 import torch
 
 from simtrack_ros.challenges import reorder_index
-from simtrack_ros.model import safe_unpickle
 from simtrack_ros.model.challenge_head import CLASS_STREAM_PREFIXES
 from simtrack_ros.model.config import SimTrackConfig
 from simtrack_ros.model.load_report import CheckpointError, LoadReport
@@ -42,8 +44,91 @@ StateDict = Dict[str, torch.Tensor]
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f'{type(exc).__name__}: {text[0][:200] if text else ""}'
+    """Exception type and first informative line (torch's weights_only preamble skipped)."""
+    lines = [line for line in str(exc).splitlines()
+             if line.strip() and not line.startswith('Weights only load failed')]
+    return f'{type(exc).__name__}: {lines[0][:200] if lines else ""}'
+
+
+class Placeholder:
+    """An inert stand-in for a pickled object whose class or function torch does not allow.
+
+    :func:`read_checkpoint` registers one subclass per such global (``pickled_name``); what the
+    pickle passes to it (call arguments, ``__setstate__`` state) is kept as data, never run.
+    """
+
+    pickled_name = ''
+    #: The read's list of pickled names that were instantiated (set on each subclass).
+    created: List[str]
+    args: Tuple[Any, ...]
+    state: Any
+
+    def __new__(cls, *args: Any) -> 'Placeholder':
+        if cls.pickled_name not in cls.created:
+            cls.created.append(cls.pickled_name)
+        obj = super().__new__(cls)
+        obj.args, obj.state = args, None
+        return obj
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f'<placeholder for {self.pickled_name}>'
+
+
+def _pickled_globals(path: PathLike) -> List[str]:
+    """Globals named in the file's pickle, found statically (nothing is imported or run).
+
+    A zip file (``torch.save`` since torch 1.6): those weights_only loading refuses. The legacy
+    format: all of them (torch's allowed ones take precedence over placeholders).
+    """
+    if zipfile.is_zipfile(path):
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    with open(path, 'rb') as stream:  # legacy: magic number, protocol, system info, the object
+        ops = [list(pickletools.genops(stream)) for _ in range(4)][-1]
+    return [str(arg).replace(' ', '.') for op, arg, _pos in ops if op.name == 'GLOBAL']
+
+
+def _unreadable(path: PathLike, exc: BaseException) -> CheckpointError:
+    return CheckpointError(f'checkpoint {path}: not a readable PyTorch file (corrupt or '
+                           f'truncated?) [{_short(exc)}]')
+
+
+def read_checkpoint(path: PathLike) -> Tuple[Any, List[str]]:
+    """Read a ``torch.save`` file: (object, names replaced by placeholders); no code runs.
+
+    The placeholders are registered with torch only during the read (process-wide, as
+    ``torch.serialization.safe_globals`` is).
+    """
+    if not Path(path).is_file():
+        raise CheckpointError(f'checkpoint {path}: no such file')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True), []
+    except Exception as exc:  # torch raises many types for corrupt files
+        failure = exc
+    try:
+        names = _pickled_globals(path)
+    except Exception:  # not a pickle that torch wrote
+        names = []
+    if not names:
+        raise _unreadable(path, failure) from None
+    created: List[str] = []
+    stand_ins = [(type(name.rpartition('.')[2] or 'Placeholder', (Placeholder,),
+                       {'pickled_name': name, 'created': created}), name) for name in names]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f'checkpoint {path}: weights_only loading refuses it even with '
+                              f'{", ".join(names)} as inert placeholders; no code ran '
+                              f'[{_short(exc)}]') from None
+    except Exception as exc:  # as above
+        raise _unreadable(path, exc) from None
+    if isinstance(obj, Placeholder):
+        raise CheckpointError(f'checkpoint {path}: it holds a {obj.pickled_name} object, not '
+                              'weights (it was not loaded: no code ran)')
+    return obj, created
 
 
 def _is_torchscript(path: PathLike) -> bool:
@@ -54,61 +139,64 @@ def _is_torchscript(path: PathLike) -> bool:
         return False
 
 
-def _read(path: PathLike) -> Tuple[Any, List[str]]:
-    """Return (object, classes skipped by the restricted fallback); CheckpointError on failure."""
-    if not Path(path).is_file():
-        raise CheckpointError(f'checkpoint {path}: no such file')
+def _read_clip_archive(path: PathLike) -> StateDict:
+    """State dict of CLIP's TorchScript archive (not weights_only-safe: trusted files only)."""
     try:
-        return torch.load(path, map_location='cpu', weights_only=True), []
-    except Exception as exc:  # torch raises many types for corrupt files
-        message = str(exc).lower()
-        if not ('weights only' in message and 'unsupported global' in message):
-            raise CheckpointError(f'checkpoint {path}: not a readable PyTorch file (corrupt or '
-                                  f'truncated?) [{_short(exc)}]') from None
-    try:  # other Python objects: read again, replacing them with inert placeholders
-        obj, skipped = safe_unpickle.load(path)
-    except Exception as exc:  # as above
-        raise CheckpointError(f'checkpoint {path}: it holds Python objects beyond tensors and '
-                              f'containers and restricted loading failed [{_short(exc)}]'
-                              ) from None
-    if isinstance(obj, safe_unpickle.SkippedObject):
-        raise CheckpointError(f'checkpoint {path}: it holds a {obj.skipped_class} object, not '
-                              'weights (it was not loaded: no code ran)')
-    return obj, skipped
+        with warnings.catch_warnings():  # torch.jit is deprecated; CLIP ships TorchScript
+            warnings.simplefilter('ignore', DeprecationWarning)
+            return torch.jit.load(str(path), map_location='cpu').state_dict()
+    except Exception as exc:  # TorchScript raises RuntimeError and more
+        raise CheckpointError(f'checkpoint {path}: cannot load TorchScript archive '
+                              f'[{_short(exc)}]') from None
 
 
 def _skipped_notes(skipped: Sequence[str]) -> List[str]:
     return [f'skipped non-tensor objects: {", ".join(skipped)}'] if skipped else []
 
 
-def _unwrap(obj: Any, source: str, skipped: Sequence[str]) -> StateDict:
-    """Return :func:`unwrap_state_dict`; its error also names the skipped objects."""
-    try:
-        return unwrap_state_dict(obj, source)
-    except CheckpointError as exc:
-        note = f' ({_skipped_notes(skipped)[0]})' if skipped else ''
-        raise CheckpointError(f'{exc}{note}') from None
+def unwrap_state_dict(obj: Any, source: str = '', skipped: Sequence[str] = ()) -> StateDict:
+    """Return the flat state dict inside ``obj`` (its tensors, keys as strings).
 
-
-def unwrap_state_dict(obj: Any, source: str = '') -> StateDict:
-    """Return the flat state dict inside ``obj``.
-
-    Unwraps ``net``/``state_dict``/``model`` and strips a ``module.`` prefix.
+    Unwraps ``net``/``state_dict``/``model`` and strips a ``module.`` prefix. The error names
+    the ``skipped`` placeholders, if any.
     """
     while isinstance(obj, Mapping):
         inner = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
         if not inner or any(isinstance(v, torch.Tensor) for v in obj.values()):
             break
         obj = obj[inner[0]]
+    note = f' ({_skipped_notes(skipped)[0]})' if skipped else ''
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f'checkpoint {source}: no state dict found '
-                              f'(got {type(obj).__name__})')
+                              f'(got {type(obj).__name__}){note}')
     state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
-        raise CheckpointError(f'checkpoint {source}: no tensors found (keys: {list(obj)[:8]})')
+        raise CheckpointError(f'checkpoint {source}: no tensors found (keys: {list(obj)[:8]})'
+                              f'{note}')
     if all(k.startswith('module.') for k in state):
         state = {k[len('module.'):]: v for k, v in state.items()}
     return state
+
+
+def clip_visual_state(state: Mapping[str, torch.Tensor], source: str = '') -> StateDict:
+    """Return CLIP's image tower in a CLIP or SimTrack state dict, keys relative to it."""
+    prefix = next((p for p in ('backbone.visual.', 'visual.', '') if p + 'conv1.weight' in state),
+                  None)
+    if prefix is None:
+        raise CheckpointError(f'{source}: no CLIP image tower (visual.conv1.weight) found')
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def reorder_classes(state: StateDict, source: Sequence[str], target: Sequence[str],
+                    where: str = '') -> StateDict:
+    """Put the classifier rows of ``state``, trained in ``source`` class order, in ``target``'s."""
+    try:
+        index = reorder_index(source, target)
+    except ValueError as exc:
+        raise CheckpointError(f'{where}: classes do not match the config: {exc}') from None
+    if list(index) == list(range(len(index))):
+        return state
+    return {k: v[index] if k in _CLASSIFIER_KEYS else v for k, v in state.items()}
 
 
 def _describe(state: Mapping[str, torch.Tensor], prefix: str = 'backbone.visual.') -> str:
@@ -125,11 +213,11 @@ def _config_text(config: SimTrackConfig) -> str:
             f'{config.layers} layers)')
 
 
-def _compare(target: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
-             report: LoadReport) -> StateDict:
-    """Fill missing/mismatched for the ``target`` keys; returns the loadable fp32 tensors."""
+def _fit(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+         report: LoadReport) -> StateDict:
+    """Record ``own``'s missing and mis-shaped keys in ``report``; return what fits, in fp32."""
     loadable: StateDict = {}
-    for key, ref in target.items():
+    for key, ref in own.items():
         value = state.get(key)
         if value is None:
             if not key.endswith('num_batches_tracked'):
@@ -147,21 +235,23 @@ def _fail(report: LoadReport, what: str, hint: str) -> None:
         raise CheckpointError(f'{report.source}: {what} does not fit the model: {hint}\n{details}')
 
 
+def _split(state: Mapping[str, torch.Tensor], class_part: bool) -> StateDict:
+    return {k: v for k, v in state.items() if k.startswith(CLASS_STREAM_PREFIXES) == class_part}
+
+
 def _load_state(model: SimTrack, state: StateDict, report: LoadReport,
                 class_required: bool) -> bool:
-    """Load the box part strictly and the class part if present; True if the class part loaded."""
+    """Load the box part strictly and the class part if it fits; True if the class part loaded."""
     own = model.state_dict()
-    box_ref = {k: v for k, v in own.items() if not k.startswith(CLASS_STREAM_PREFIXES)}
-    loadable = _compare(box_ref, state, report)
+    loadable = _fit(_split(own, False), state, report)
     report.unexpected.extend(k for k in state if k not in own)
     _fail(report, 'the tracking (box) part',
           f'checkpoint has {_describe(state)}; model is {_config_text(model.config)}')
-    class_state = {k: v for k, v in state.items() if k.startswith(CLASS_STREAM_PREFIXES)}
+    class_state = _split(state, True)
     class_loaded = False
     if class_state:
-        class_ref = {k: v for k, v in own.items() if k.startswith(CLASS_STREAM_PREFIXES)}
         sub = LoadReport(source=report.source)
-        class_loadable = _compare(class_ref, class_state, sub)
+        class_loadable = _fit(_split(own, True), class_state, sub)
         if 'fusion_layer.weight' in sub.missing:
             sub.missing = [k for k in sub.missing if not k.startswith('fusion_layer.')]
             report.notes.append('no fusion_layer in the checkpoint: it stays zero (identity)')
@@ -181,19 +271,15 @@ def _load_state(model: SimTrack, state: StateDict, report: LoadReport,
     return class_loaded
 
 
-def _reorder_classes(state: StateDict, source: Sequence[str], target: Sequence[str],
-                     where: str) -> StateDict:
-    try:
-        index = reorder_index(source, target)
-    except ValueError as exc:
-        raise CheckpointError(f'{where}: classes do not match the config: {exc}') from None
-    if list(index) == list(range(len(index))):
-        return state
-    state = dict(state)
-    for key in _CLASSIFIER_KEYS:
-        if key in state:
-            state[key] = state[key][index]
-    return state
+def _read_state(obj: Union[Mapping[str, Any], PathLike], source: str
+                ) -> Tuple[str, StateDict, List[str]]:
+    """(source, flat state dict, notes) of a mapping or a file."""
+    skipped: List[str] = []
+    if not isinstance(obj, Mapping):
+        source = source or str(obj)
+        obj, skipped = read_checkpoint(obj)
+    source = source or 'state dict'
+    return source, unwrap_state_dict(obj, source, skipped), _skipped_notes(skipped)
 
 
 def load_official_state_dict(model: SimTrack, obj: Union[Mapping[str, Any], PathLike],
@@ -207,20 +293,15 @@ def load_official_state_dict(model: SimTrack, obj: Union[Mapping[str, Any], Path
     checkpoint) are loaded only when ``class_names`` gives the order they were trained in.
     Sets ``model.trained_heads``.
     """
-    skipped: List[str] = []
-    if not isinstance(obj, Mapping):
-        source = source or str(obj)
-        obj, skipped = _read(obj)
-    report = LoadReport(source=source or 'state dict')
-    state = _unwrap(obj, report.source, skipped)
-    report.notes.extend(_skipped_notes(skipped))
-    if any(k.startswith(CLASS_STREAM_PREFIXES) for k in state):
+    source, state, notes = _read_state(obj, source)
+    report = LoadReport(source=source, notes=notes)
+    if _split(state, True):
         if class_names is None:
-            state = {k: v for k, v in state.items() if not k.startswith(CLASS_STREAM_PREFIXES)}
+            state = _split(state, False)
             report.notes.append('classification weights skipped: the file does not record its '
                                 'class order (pass class_names)')
         else:
-            state = _reorder_classes(state, class_names, model.class_names, report.source)
+            state = reorder_classes(state, class_names, model.class_names, source)
     class_loaded = _load_state(model, state, report, class_required=False)
     model.trained_heads = {'box', 'cls'} if class_loaded else {'box'}
     if not class_loaded:
@@ -237,35 +318,19 @@ def load_clip_weights(model: SimTrack, path: Union[PathLike, Mapping[str, Any]],
     ``weights_only`` loading, it is not restricted to plain data, so use trusted files only.
     Also accepts a plain state dict (file or mapping). The heads stay untrained.
     """
-    source = source or ('state dict' if isinstance(path, Mapping) else str(path))
-    report = LoadReport(source=source)  # notes may come from reading the file
-    if isinstance(path, Mapping):
-        state = unwrap_state_dict(path, source)
-    elif _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # torch.jit is deprecated; CLIP ships TorchScript
-                warnings.simplefilter('ignore', DeprecationWarning)
-                state = torch.jit.load(str(path), map_location='cpu').state_dict()
-        except Exception as exc:  # TorchScript raises RuntimeError and more
-            raise CheckpointError(f'checkpoint {path}: cannot load TorchScript archive '
-                                  f'[{_short(exc)}]') from None
+    if not isinstance(path, Mapping) and _is_torchscript(path):
+        source, state, notes = source or str(path), _read_clip_archive(path), []
     else:
-        obj, skipped = _read(path)
-        state = _unwrap(obj, source, skipped)
-        report.notes.extend(_skipped_notes(skipped))
-    prefix = next((p for p in ('backbone.visual.', 'visual.', '') if p + 'conv1.weight' in state),
-                  None)
-    if prefix is None:
-        raise CheckpointError(f'{source}: no CLIP image tower (visual.conv1.weight) found')
-    visual = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        source, state, notes = _read_state(path, source)
+    visual = clip_visual_state(state, source)
+    report = LoadReport(source=source, notes=notes)
     own = model.backbone.visual.state_dict()
-    loadable = _compare(own, visual, report)
+    loadable = _fit(own, visual, report)
     report.unexpected.extend(k for k in visual if k not in own)
     _fail(report, 'the CLIP image tower',
           f'checkpoint has {_describe(visual, "")}; model is {_config_text(model.config)}')
-    skipped = len(state) - len(visual)
-    if skipped:
-        report.notes.append(f'ignored {skipped} tensors outside the image tower')
+    if len(state) > len(visual):
+        report.notes.append(f'ignored {len(state) - len(visual)} tensors outside the image tower')
     model.backbone.visual.load_state_dict(loadable)
     report.loaded = len(loadable)
     return report
@@ -287,7 +352,7 @@ def _load_ours(obj: Mapping[str, Any], source: str, config: Optional[SimTrackCon
     config = config or stored
     model = build_model(config)
     report = LoadReport(source=source, metadata=dict(obj.get('metadata') or {}))
-    state = _reorder_classes(state, class_names, config.class_names, source)
+    state = reorder_classes(state, class_names, config.class_names, source)
     if class_names != list(config.class_names):
         report.notes.append('class order differs from the config: classifier rows reordered')
     class_loaded = _load_state(model, state, report, class_required=True)
@@ -316,20 +381,18 @@ def load_checkpoint(path: PathLike, config: Optional[SimTrackConfig] = None,
     if _is_torchscript(path):
         model = build_model(config or DEFAULT_CONFIG)
         return model.eval(), load_clip_weights(model, path)
-    obj, skipped = _read(path)
+    obj, skipped = read_checkpoint(path)
     if isinstance(obj, Mapping) and obj.get('format') == FORMAT_NAME:
         model, report = _load_ours(obj, source, config)
     else:
-        state = _unwrap(obj, source, skipped)
+        state = unwrap_state_dict(obj, source, skipped)
         official = any(k.startswith('backbone.') for k in state)
         if not official and not any(k.startswith('visual.') for k in state):
             raise CheckpointError(f'{source}: unrecognised checkpoint layout '
                                   f'(first keys: {", ".join(list(state)[:5])})')
         model = build_model(config or DEFAULT_CONFIG)
-        if official:
-            report = load_official_state_dict(model, state, class_names, source)
-        else:
-            report = load_clip_weights(model, state, source)
+        report = (load_official_state_dict(model, state, class_names, source) if official
+                  else load_clip_weights(model, state, source))
     report.notes[:0] = _skipped_notes(skipped)
     return model.eval(), report
 

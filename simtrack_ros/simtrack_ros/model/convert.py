@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
     parser = argparse.ArgumentParser(
         prog='python -m simtrack_ros.model.convert',
-        description='Convert SimTrack checkpoints. Files are read with weights_only loading, '
-                    'or a restricted unpickler that skips other objects without running them '
-                    '(OpenAI CLIP TorchScript archives excepted).')
+        description='Convert SimTrack checkpoints. Files are read with weights_only loading; '
+                    'other pickled objects become inert placeholders (no code runs). OpenAI '
+                    'CLIP TorchScript archives are read with torch.jit.load: trusted files only.')
     parser.add_argument(
         'direction', choices=('official-to-ours', 'ours-to-official'),
         help='official-to-ours: official SimTrack (or CLIP) weights -> simtrack_ros checkpoint; '
