@@ -83,9 +83,11 @@ def _pickled_globals(path: PathLike) -> List[str]:
     A zip file (``torch.save`` since torch 1.6): those weights_only loading refuses. The legacy
     format: all of them (torch's allowed ones take precedence over placeholders).
     """
-    if zipfile.is_zipfile(path):
-        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    with open(path, 'rb') as stream:  # legacy: magic number, protocol, system info, the object
+    with open(path, 'rb') as stream:
+        if stream.read(4) == b'PK\x03\x04':
+            stream.seek(0)
+            return torch.serialization.get_unsafe_globals_in_checkpoint(stream)
+        stream.seek(0)  # legacy: magic number, protocol, system info, then the object
         ops = [list(pickletools.genops(stream)) for _ in range(4)][-1]
     return [str(arg).replace(' ', '.') for op, arg, _pos in ops if op.name == 'GLOBAL']
 
@@ -104,26 +106,20 @@ def read_checkpoint(path: PathLike) -> Tuple[Any, List[str]]:
     if not Path(path).is_file():
         raise CheckpointError(f'checkpoint {path}: no such file')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True), []
-    except Exception as exc:  # torch raises many types for corrupt files
-        failure = exc
-    try:
         names = _pickled_globals(path)
-    except Exception:  # not a pickle that torch wrote
-        names = []
-    if not names:
-        raise _unreadable(path, failure) from None
+    except Exception as exc:  # not a pickle that torch wrote
+        raise _unreadable(path, exc) from None
     created: List[str] = []
     stand_ins = [(type(name.rpartition('.')[2] or 'Placeholder', (Placeholder,),
                        {'pickled_name': name, 'created': created}), name) for name in names]
     try:
         with torch.serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f'checkpoint {path}: weights_only loading refuses it even with '
-                              f'{", ".join(names)} as inert placeholders; no code ran '
-                              f'[{_short(exc)}]') from None
-    except Exception as exc:  # as above
+    except pickle.UnpicklingError as exc:  # e.g. a global of a module torch always blocks
+        what = f' even with {", ".join(names)} as inert placeholders' if names else ''
+        raise CheckpointError(f'checkpoint {path}: weights_only loading refuses it{what}; no '
+                              f'code ran [{_short(exc)}]') from None
+    except Exception as exc:  # torch raises many types for corrupt files
         raise _unreadable(path, exc) from None
     if isinstance(obj, Placeholder):
         raise CheckpointError(f'checkpoint {path}: it holds a {obj.pickled_name} object, not '
