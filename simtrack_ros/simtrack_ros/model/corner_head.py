@@ -26,9 +26,7 @@ class CornerPredictor(nn.Module):
     def __init__(self, inplanes: int, channel: int, feat_sz: int, stride: int) -> None:
         super().__init__()
         self.inplanes = inplanes
-        self.channel = channel
         self.feat_sz = feat_sz
-        self.stride = stride
         self.img_sz = feat_sz * stride
         widths = (channel, channel // 2, channel // 4, channel // 8)
         for corner in ('tl', 'br'):
