@@ -38,10 +38,6 @@ class StandInModel(nn.Module):
     def class_names(self) -> Tuple[str, ...]:
         return self.config.class_names
 
-    def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        return torch.sigmoid(logits) if self.config.multi_label else logits.softmax(dim=-1)
-
     def encode_template(self, template: torch.Tensor, template_anno: torch.Tensor
                         ) -> torch.Tensor:
         return template_anno[:, None, :].float()

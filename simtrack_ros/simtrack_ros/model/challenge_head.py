@@ -32,6 +32,12 @@ def zero_linear(in_features: int, out_features: int) -> nn.Linear:
     return layer
 
 
+def class_probabilities(cls_logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Class probabilities (B×N, fp32): softmax, or per-class sigmoid when multi-label."""
+    logits = cls_logits.float()
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
 class ClassStreamOutput(NamedTuple):
     """Hidden features (B×cls_hidden_dim), logits (B×N) and the fusion term (B×hidden_dim)."""
 
@@ -69,8 +75,5 @@ class ChallengeStream(nn.Module):
         return ClassStreamOutput(features, logits, fusion)
 
     def class_probabilities(self, cls_logits: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (B×N, fp32): softmax, or per-class sigmoid when multi-label."""
-        logits = cls_logits.float()
-        if self.config.multi_label:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=-1)
+        """Class probabilities of this model's head (see :func:`class_probabilities`)."""
+        return class_probabilities(cls_logits, self.config.multi_label)

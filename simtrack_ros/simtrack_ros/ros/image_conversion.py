@@ -3,7 +3,7 @@
 Raw images are read with ``np.frombuffer`` on ``msg.data``, honouring ``step`` (row padding) and
 ``is_bigendian``. Where the encoding allows, the result is a zero-copy **read-only view** of the
 message buffer (rgb8, rgba8: a slice; bgr8, bgra8, 8UC3, 8UC4: a channel-reversed view), so it
-may be non-contiguous: pass ``contiguous=True`` (or use ``np.ascontiguousarray``) before handing
+may be non-contiguous: use ``np.ascontiguousarray`` before handing
 it to OpenCV. mono, 16-bit, Bayer and YUV 4:2:2 encodings are converted with OpenCV as
 cv_bridge does. The channel-only encodings 8UC1, 8UC3, 8UC4 and 16UC1 carry no colour order,
 and cv_bridge refuses to convert them to rgb8; they are read as OpenCV stores images (grey,
@@ -120,11 +120,11 @@ def raw_pixels(msg: Image) -> np.ndarray:
     return _readonly(pixels)
 
 
-def image_to_rgb(msg: Image, contiguous: bool = False) -> np.ndarray:
+def image_to_rgb(msg: Image) -> np.ndarray:
     """Convert a sensor_msgs/Image to an RGB uint8 ``H x W x 3`` frame.
 
-    The frame is read-only and may be a view of ``msg.data`` (``contiguous=True``: a C-contiguous
-    array). Raises ImageConversionError for a malformed message (see :func:`raw_pixels`).
+    The frame is read-only and may be a view of ``msg.data``. Raises ImageConversionError for a
+    malformed message (see :func:`raw_pixels`).
     """
     if msg.encoding not in _DECODERS and _BRIDGE is not None:
         try:
@@ -134,10 +134,7 @@ def image_to_rgb(msg: Image, contiguous: bool = False) -> np.ndarray:
                                        ) from None
         return _readonly(np.ascontiguousarray(rgb))
     pixels = raw_pixels(msg)
-    rgb = _DECODERS[msg.encoding][2](pixels)
-    if contiguous:
-        rgb = np.ascontiguousarray(rgb)
-    return _readonly(rgb)
+    return _readonly(_DECODERS[msg.encoding][2](pixels))
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
@@ -155,12 +152,11 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     return _readonly(bgr[..., ::-1])
 
 
-def to_rgb(msg, contiguous: bool = False) -> np.ndarray:
+def to_rgb(msg) -> np.ndarray:
     """Convert an Image or CompressedImage message to an RGB frame."""
     if isinstance(msg, CompressedImage):
-        rgb = compressed_to_rgb(msg)
-        return _readonly(np.ascontiguousarray(rgb)) if contiguous else rgb
-    return image_to_rgb(msg, contiguous)
+        return compressed_to_rgb(msg)
+    return image_to_rgb(msg)
 
 
 def rgb_to_image(rgb: np.ndarray, header: Optional[Header] = None) -> Image:

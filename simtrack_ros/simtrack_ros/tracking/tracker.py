@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from simtrack_ros.model.challenge_head import class_probabilities
 from simtrack_ros.tracking.confidence import (
     corner_confidence, StateThresholds, TargetStateMachine, TrackState, WINDOW_RADIUS)
 from simtrack_ros.tracking.crop import (
@@ -350,5 +351,5 @@ class Tracker:
         batch = out['pred_boxes'].shape[0]
         if not self.has_probabilities or 'cls_logits' not in out:
             return [None] * batch
-        probs = self.model.class_probabilities(out['cls_logits']).float().numpy()
+        probs = class_probabilities(out['cls_logits'], self.model.config.multi_label).numpy()
         return [row.copy() if np.isfinite(row).all() else None for row in probs]
