@@ -164,5 +164,6 @@ def test_loss_hint_fits_the_subscription(ros, requested, best_effort_camera, exp
     if expected == 'reliable':
         assert 'faster than they can be transferred' in hint and 'best effort' not in hint
     else:
-        assert 'best effort drops it whole' in hint
-        assert ('auto follows it' in hint) == (requested == 'auto')
+        assert 'best effort drops a large image whole' in hint
+        assert ('make every publisher reliable' in hint) == (requested == 'auto')
+        assert ('image_reliability auto or reliable' in hint) == (requested != 'auto')

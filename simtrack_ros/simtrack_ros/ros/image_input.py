@@ -151,17 +151,21 @@ class ImageInput:
 
     def _loss_hint(self) -> str:
         """Say what likely lost samples on the current subscription, and the remedies."""
+        shared_memory = ('for a camera on this machine, FASTDDS_DEFAULT_PROFILES_FILE set to '
+                         "simtrack_ros's config/fastdds_large_images.xml in its environment "
+                         '(images then travel in shared memory, not UDP)')
         if self.reliability == 'reliable':
             return ('the publisher replaced them in its history before they were delivered, '
-                    'i.e. images are published faster than they can be transferred: lower the '
-                    'camera rate or resolution, use compressed images, or deepen the '
-                    "publisher's history")
-        fix = ('a publisher on the topic is best effort (auto follows it): make every '
-               'publisher reliable' if self._requested == 'auto' else
-               'if every publisher is reliable, set image_reliability to auto or reliable')
-        return ('a large image travels as many UDP fragments, and best effort drops it whole '
-                f'when one is lost: {fix}, or raise the socket receive buffers '
-                '(net.core.rmem_max and rmem_default)')
+                    'i.e. images are published faster than they can be transferred. Remedies: '
+                    f'{shared_memory}; a lower camera rate or resolution; compressed images; a '
+                    'deeper publisher history')
+        why, fix = (('a publisher on the topic is best effort, so auto subscribes best effort',
+                     'make every publisher reliable') if self._requested == 'auto' else
+                    ('image_reliability is best_effort',
+                     'image_reliability auto or reliable if every publisher is reliable'))
+        return ('best effort drops a large image whole when one of its UDP fragments is lost, '
+                f'and {why}. Remedies: {fix}; {shared_memory}; between machines, larger socket '
+                'receive buffers (net.core.rmem_max)')
 
     def destroy(self) -> None:
         """Destroy the subscription and stop following the publishers."""
