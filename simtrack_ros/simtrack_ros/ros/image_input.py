@@ -75,16 +75,13 @@ class ImageInput:
         self._subscription = None
         self._timer = None
         self.reliability = ''
+        #: The resolved topic name (after remapping).
+        self.topic_name = ''
         self._subscribe('reliable' if reliability == 'auto' else reliability)
         if reliability == 'auto':
             self.adapt()
             self._timer = node.create_timer(POLL_S, self.adapt, callback_group=group,
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
-
-    @property
-    def topic_name(self) -> str:
-        """The resolved topic name (after remapping)."""
-        return self._subscription.topic_name
 
     def describe(self) -> str:
         """Topic, type and QoS in words, for logs."""
@@ -112,6 +109,7 @@ class ImageInput:
             self._type, self._name, self._callback, qos, callback_group=self._group,
             event_callbacks=SubscriptionEventCallbacks(**events))
         self.reliability = reliability
+        self.topic_name = self._subscription.topic_name
 
     def adapt(self) -> None:
         """With ``auto``, re-subscribe (and log it) if the publishers call for the other QoS."""
@@ -124,11 +122,11 @@ class ImageInput:
         with self._lock:
             if self._subscription is None or wanted == self.reliability:
                 return
-            old, topic = self.reliability, self.topic_name
+            old = self.reliability
             self._node.destroy_subscription(self._subscription)
             self._subscribe(wanted)
         self._node.get_logger().info(
-            f'image subscription {topic}: {old} -> {wanted} (auto, {why})')
+            f'image subscription {self.topic_name}: {old} -> {wanted} (auto, {why})')
 
     def _on_incompatible(self, info: Any) -> None:
         if self._requested == 'auto':
