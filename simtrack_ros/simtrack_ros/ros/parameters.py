@@ -100,9 +100,10 @@ SPECS: Tuple[Spec, ...] = (
     Spec('max_rate_hz', 0.0, 'Most frames processed per second; 0: every frame the tracker '
          'can keep up with (the newest frame always wins).', low=0.0, high=1000.0),
     Spec('image_reliability', 'auto', 'Reliability of the image subscription: auto (reliable '
-         'when every publisher is reliable, else best effort; re-checked every diagnostics '
-         'period), best_effort (SensorData; large images are often lost whole over Fast DDS '
-         'UDP) or reliable (applies at the next activation).',
+         'unless a publisher on the topic is best effort; follows publishers as they come and '
+         'go, so a new reliable camera loses no frame), best_effort (SensorData; large images '
+         'are often lost whole over Fast DDS UDP) or reliable (applies at the next '
+         'activation).',
          choices=('auto', 'best_effort', 'reliable')),
     Spec('image_qos_depth', 1, 'History depth of the image subscription; keep 1 so no stale '
          'frames queue up (applies at the next activation).', low=1, high=100),
