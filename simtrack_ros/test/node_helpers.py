@@ -1,8 +1,10 @@
 """Helpers for the tracker node tests: images, a started node, its topics and services."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, IO, List, Optional, Tuple
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
@@ -136,3 +138,15 @@ class TrackerUnderTest:
         response = self.set_target(set_target_request(*box, stamp_s=stamp_s))
         assert response.success, response.message
         return response.target_id
+
+
+def start_node_process(namespace: str, output: IO[str], **params: Any) -> subprocess.Popen:
+    """Start ``tracker_node`` in a child process in ``namespace``, logging to ``output``.
+
+    The child inherits the session's ``ROS_DOMAIN_ID`` (see the ``ros_domain_id`` fixture).
+    """
+    args = [a for name, value in params.items() for a in ('-p', f'{name}:={value}')]
+    return subprocess.Popen(
+        [sys.executable, '-m', 'simtrack_ros.ros.tracker_node', '--ros-args',
+         '-r', f'__ns:={namespace}', *args],
+        stdout=output, stderr=subprocess.STDOUT, text=True)

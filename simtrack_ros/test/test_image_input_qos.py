@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 import signal
 import subprocess
-import sys
-from typing import Any, IO, List
+from typing import Any, List
 
-from node_helpers import frame, image, set_target_request, TrackerUnderTest
+from node_helpers import (frame, image, set_target_request, start_node_process,
+                          TrackerUnderTest)
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -27,18 +27,6 @@ BEST_EFFORT = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 LARGE = frame(1280, 720)
 #: Start-up of the child (imports, demo model).
 START_S = 60.0
-
-
-def _start_node(namespace: str, output: IO[str], **params: Any) -> subprocess.Popen:
-    """Start ``tracker_node`` in a child process in ``namespace``, logging to ``output``.
-
-    The child inherits the session's ``ROS_DOMAIN_ID`` (see the ``ros_domain_id`` fixture).
-    """
-    args = [a for name, value in params.items() for a in ('-p', f'{name}:={value}')]
-    return subprocess.Popen(
-        [sys.executable, '-m', 'simtrack_ros.ros.tracker_node', '--ros-args',
-         '-r', f'__ns:={namespace}', *args],
-        stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
 class _RemoteNode:
@@ -88,7 +76,8 @@ def remote_node(ros, ros_domain_id, tmp_path):
     log = tmp_path / 'node.log'
     remote = _RemoteNode(ros, log)
     with open(log, 'w') as output:
-        process = _start_node(ros.namespace, output, device='cpu', diagnostics_period_s=60.0)
+        process = start_node_process(ros.namespace, output, device='cpu',
+                                     diagnostics_period_s=60.0)
     try:
         assert ros.wait_for(lambda: process.poll() is not None or (
             remote.subscription_reliability() and ros.client.count_publishers(

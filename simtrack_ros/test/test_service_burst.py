@@ -6,13 +6,13 @@ stream, starts tracking, then sends 1000 set_target calls at 1 kHz.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
 import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from node_helpers import frame, image, set_target_request
+from node_helpers import frame, image, set_target_request, start_node_process
 import pytest
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -29,21 +29,20 @@ CLIENT_QOS = QoSProfile(depth=0, history=HistoryPolicy.KEEP_ALL,
 
 
 @pytest.fixture
-def node_process(ros_domain_id):
+def node_process(ros_domain_id, tmp_path):
     """Run a tracker node in a child process, in its own namespace."""
     namespace = f'/burst{os.getpid()}'
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'simtrack_ros.ros.tracker_node', '--ros-args',
-         '-r', f'__ns:={namespace}', '-p', 'device:=cpu', '-p', 'max_targets:=2'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / 'node.log'
+    with log.open('w') as output:
+        process = start_node_process(namespace, output, device='cpu', max_targets=2)
     yield namespace
-    process.terminate()
+    process.send_signal(signal.SIGINT)
     try:
-        output, _ = process.communicate(timeout=20)
+        process.wait(20)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
-    print(output)
+        process.wait()
+    print(log.read_text())
 
 
 def test_a_thousand_set_target_calls_at_1khz_are_all_answered(ros, node_process):
