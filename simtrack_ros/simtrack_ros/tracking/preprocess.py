@@ -1,22 +1,33 @@
-"""Model inputs: ImageNet normalisation (exact CPU path) and a batched on-device crop.
+"""Model inputs: ImageNet normalisation and a batched on-device crop equal to OpenCV's.
 
-Exact path: crops cut by :func:`~simtrack_ros.tracking.crop.sample_target` (``cv2.resize``),
-stacked, uploaded as uint8 and normalised like the official ``Preprocessor``
-(``(x / 255 - mean) / std``).
+CPU path: crops cut by :func:`~simtrack_ros.tracking.crop.crop_and_resize` (zero-padded window,
+``cv2.resize`` INTER_LINEAR), stacked, uploaded as uint8 and normalised like the official
+``Preprocessor`` (``(x / 255 - mean) / std``).
 
-Device path: :func:`crop_on_device` cuts every target's window from one uploaded frame in a
-single gather. It reproduces the official crop (zero padding, the last image row/column never
-copied, bilinear sampling with half-pixel centres as ``cv2.INTER_LINEAR`` and
-``F.interpolate(mode='bilinear', align_corners=False, antialias=False)``), rounds to uint8
-levels and normalises. OpenCV interpolates uint8 in 11-bit fixed point, so the two paths
-differ by at most :data:`DEVICE_CROP_TOLERANCE_LEVELS` pixel level, i.e. at most
-``1 / 255 / min(std)`` = 0.0175 in normalised units.
+Device path: :func:`crop_on_device` cuts every target's window from one uploaded frame and
+gives the same uint8 pixels as the CPU path, bit for bit, hence the same model input. It
+emulates OpenCV's uint8 INTER_LINEAR in integer tensor arithmetic, on any torch device:
 
-Instead of building a zero-padded ``side`` x ``side`` canvas per target and calling
-``F.interpolate`` on it, the device path gathers the four bilinear taps of each output pixel
-straight from the frame: the same arithmetic, memory bounded by the output size (a canvas for
-a large target on a 1280x720 frame can reach 3840 x 3840 pixels) and one kernel launch
-sequence for all targets.
+* per axis, ``scale = 1 / (out / side)`` (double), source position
+  ``f = float32((d + 0.5) * scale - 0.5)``, tap ``s = floor(f)``, ``f -= s``; weights
+  ``round_half_even({1 - f, f} * 2048)`` (11 bits);
+* horizontally, a tap left of the window or at/after its last column becomes the single
+  tap ``s`` clamped to the window, weights ``(2048, 0)``; vertically the weights stay and
+  both rows are clamped to the window;
+* horizontal pass ``H = P[s] * a0 + P[s + 1] * a1`` (int32); vertical pass
+  ``(((H0 >> 4) * b0 >> 16) + ((H1 >> 4) * b1 >> 16) + 2) >> 2`` (OpenCV uses this formula
+  for the vector body and the scalar tail of a uint8 row alike).
+
+OpenCV replaces an exact 2x downscale by INTER_AREA (``(p00 + p01 + p10 + p11 + 2) >> 2``) and
+a same-size resize by a copy: the formulas above give both results exactly (weights 1024/1024
+at taps ``2d, 2d + 1``; weights 2048/0 at tap ``d``), so no case needs a branch. Pixels of the
+zero padding (outside the frame, and the frame's last row/column, which the official crop
+never copies: :func:`~simtrack_ros.tracking.crop.valid_extent`) enter with weight 0.
+
+No ``side`` x ``side`` canvas is built: the four taps of each output pixel are gathered
+straight from the frame, so memory is bounded by the output size (a canvas for a large
+target on a 1280x720 frame can reach 3840 x 3840 pixels) and all targets share one sequence
+of kernel launches.
 """
 from __future__ import annotations
 
@@ -28,8 +39,8 @@ import torch
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 PIXEL_MAX = 255.0
-#: Largest difference (uint8 levels) between :func:`crop_on_device` and the cv2 path.
-DEVICE_CROP_TOLERANCE_LEVELS = 1
+#: OpenCV's fixed-point interpolation weight scale (``INTER_RESIZE_COEF_SCALE``, 11 bits).
+COEF_SCALE = 2048
 
 
 def stack_crops(crops: Sequence[np.ndarray]) -> torch.Tensor:
@@ -46,58 +57,59 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (pixels / PIXEL_MAX - mean) / std
 
 
-def _axis_taps(starts: torch.Tensor, sides: torch.Tensor, output_size: int, size: int
-               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bilinear source taps along one axis for every window.
+def _axis_taps(starts: Sequence[int], sides: Sequence[int], output_size: int, size: int,
+               single_tap_at_edges: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return the two INTER_LINEAR taps along one axis for every window (CPU tensors).
 
-    Returns, each ``N x output_size``: image indices of the lower and upper tap (clamped so
-    they can be gathered), their validity (inside the image and not its last row/column) as
-    float masks, and the weight of the upper tap.
+    Frame indices (clamped into the frame so that they can be gathered) and OpenCV's
+    weights, both ``N x output_size x 2`` int32; a tap on zero padding gets weight 0.
+    ``single_tap_at_edges`` applies OpenCV's horizontal rule (a single tap where the
+    position leaves the window); the vertical pass only clamps the rows.
     """
-    dst = torch.arange(output_size, dtype=torch.float64, device=starts.device)
-    last = (sides - 1)[:, None]
-    src = ((dst + 0.5) * (sides / output_size)[:, None] - 0.5).clamp(min=0.0)
-    lower = torch.minimum(src.floor(), last)
-    weight = torch.where(lower >= last, torch.zeros_like(src), src - lower)
-    upper = torch.minimum(lower + 1, last)
-    taps = []
-    for offset in (lower, upper):
-        index = starts[:, None] + offset
-        taps.append(index.clamp(0, size - 1).long())
-        taps.append(((index >= 0) & (index < size - 1)).float())
-    low_index, low_valid, up_index, up_valid = taps
-    return low_index, up_index, low_valid, up_valid, weight.float()
+    scale = torch.tensor([1.0 / (output_size / side) for side in sides],
+                         dtype=torch.float64)[:, None]
+    dst = torch.arange(output_size, dtype=torch.float64)
+    position = ((dst + 0.5) * scale - 0.5).float()
+    lower = position.floor()
+    frac = position - lower
+    lower = lower.long()
+    last = torch.tensor(sides)[:, None] - 1
+    if single_tap_at_edges:
+        frac = torch.where((lower < 0) | (lower >= last), torch.zeros_like(frac), frac)
+        lower = torch.minimum(lower.clamp(min=0), last)
+    weights = torch.stack(((1 - frac) * COEF_SCALE, frac * COEF_SCALE), dim=-1).round().int()
+    taps = torch.minimum(torch.stack((lower, lower + 1), dim=-1).clamp(min=0), last[..., None])
+    index = taps + torch.tensor(starts)[:, None, None]
+    copied = (index >= 0) & (index < size - 1)
+    return index.clamp(0, size - 1).int(), weights * copied
 
 
 def resize_windows(frame: torch.Tensor, windows: Sequence[Tuple[int, int, int]],
                    output_size: int) -> torch.Tensor:
-    """Crop and resize square windows ``(x1, y1, side)`` of one frame, as pixel levels.
+    """Crop and resize square windows ``(x1, y1, side)`` of one frame, as OpenCV does.
 
-    ``frame`` is ``H x W x 3`` uint8 on any device; the result is ``N x 3 x S x S`` float32
-    on the same device, rounded to integer levels 0..255.
+    ``frame`` is ``H x W x C`` uint8 on any device; the result is ``N x C x S x S`` uint8 on
+    the same device, equal to ``crop_and_resize`` of each window. The tap tables
+    (``N x S x 2``) are computed on the CPU and uploaded in one copy.
     """
     if frame.dim() != 3 or frame.dtype != torch.uint8:
         raise ValueError(f'frame must be an H x W x C uint8 tensor, got {tuple(frame.shape)} '
                          f'{frame.dtype}')
     height, width, channels = frame.shape
     if not windows:
-        return frame.new_zeros((0, channels, output_size, output_size), dtype=torch.float32)
-    geometry = torch.tensor(windows, dtype=torch.float64, device=frame.device)
-    x_lo, x_up, x_lo_ok, x_up_ok, x_w = _axis_taps(geometry[:, 0], geometry[:, 2],
-                                                   output_size, width)
-    y_lo, y_up, y_lo_ok, y_up_ok, y_w = _axis_taps(geometry[:, 1], geometry[:, 2],
-                                                   output_size, height)
-    image = frame.permute(2, 0, 1)
-
-    def row(rows: torch.Tensor, rows_ok: torch.Tensor) -> torch.Tensor:
-        left = image[:, rows[:, :, None], x_lo[:, None, :]].float() * x_lo_ok[:, None, :]
-        right = image[:, rows[:, :, None], x_up[:, None, :]].float() * x_up_ok[:, None, :]
-        x_weight = x_w[:, None, :]
-        return (left * (1 - x_weight) + right * x_weight) * rows_ok[:, :, None]
-
-    y_weight = y_w[:, :, None]
-    levels = row(y_lo, y_lo_ok) * (1 - y_weight) + row(y_up, y_up_ok) * y_weight
-    return levels.round().clamp(0, PIXEL_MAX).permute(1, 0, 2, 3).contiguous()
+        return frame.new_zeros((0, channels, output_size, output_size))
+    x1s, y1s, sides = zip(*windows)
+    tables = torch.stack(_axis_taps(y1s, sides, output_size, height, False)
+                         + _axis_taps(x1s, sides, output_size, width, True))
+    rows, row_weights, cols, col_weights = tables.to(frame.device).unbind(0)
+    # The four taps of every output pixel, N x S(rows) x 2 x S(columns) x 2 x C.
+    flat_index = (rows * width)[:, :, :, None, None] + cols[:, None, None]
+    taps = frame.reshape(-1, channels).index_select(0, flat_index.view(-1))
+    taps = taps.view(flat_index.shape + (channels,)).int()
+    horizontal = (taps * col_weights[:, None, None, :, :, None]).sum(4, dtype=torch.int32)
+    vertical = ((horizontal >> 4) * row_weights[:, :, :, None, None]) >> 16
+    levels = (vertical.sum(2, dtype=torch.int32) + 2) >> 2
+    return levels.clamp(0, int(PIXEL_MAX)).to(torch.uint8).permute(0, 3, 1, 2).contiguous()
 
 
 def crop_on_device(frame: torch.Tensor, windows: Sequence[Tuple[int, int, int]],
