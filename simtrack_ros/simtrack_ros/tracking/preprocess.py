@@ -102,13 +102,15 @@ def resize_windows(frame: torch.Tensor, windows: Sequence[Tuple[int, int, int]],
     tables = torch.stack(_axis_taps(y1s, sides, output_size, height, False)
                          + _axis_taps(x1s, sides, output_size, width, True))
     rows, row_weights, cols, col_weights = tables.to(frame.device).unbind(0)
-    # The four taps of every output pixel, N x S(rows) x 2 x S(columns) x 2 x C.
-    flat_index = (rows * width)[:, :, :, None, None] + cols[:, None, None]
-    taps = frame.reshape(-1, channels).index_select(0, flat_index.view(-1))
-    taps = taps.view(flat_index.shape + (channels,)).int()
-    horizontal = (taps * col_weights[:, None, None, :, :, None]).sum(4, dtype=torch.int32)
+    # The four taps of every output pixel: N x S (rows) x 2 (row taps) x 2 (column taps) x
+    # S (columns) x C.
+    flat_index = (rows * width)[:, :, :, None, None] + cols.transpose(1, 2)[:, None, None]
+    taps = frame.reshape(-1, channels).index_select(0, flat_index.reshape(-1))
+    taps = taps.view(flat_index.shape + (channels,))
+    left, right = col_weights.transpose(1, 2)[:, None, None, :, :, None].unbind(3)
+    horizontal = taps[:, :, :, 0] * left + taps[:, :, :, 1] * right   # int32
     vertical = ((horizontal >> 4) * row_weights[:, :, :, None, None]) >> 16
-    levels = (vertical.sum(2, dtype=torch.int32) + 2) >> 2
+    levels = (vertical[:, :, 0] + vertical[:, :, 1] + 2) >> 2
     return levels.clamp(0, int(PIXEL_MAX)).to(torch.uint8).permute(0, 3, 1, 2).contiguous()
 
 
