@@ -23,13 +23,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from machine_info import machine_header, machine_info
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simtrack_ros.model import build_model, SimTrack  # noqa: E402
-from simtrack_ros.model.clip_vit import QuickGELU  # noqa: E402
+from simtrack_ros.model import build_model, SimTrack
+from simtrack_ros.model.clip_vit import QuickGELU
 
 
 class BaselineBlock(nn.Module):
@@ -160,8 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     devices = [torch.device('cpu')]
     if torch.cuda.is_available():
         devices.append(torch.device('cuda'))
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads'
-          + (f', {torch.cuda.get_device_name()}' if torch.cuda.is_available() else ''))
+    print(machine_header(), flush=True)
     rows: List[Dict[str, object]] = []
     for device in devices:
         for name in args.configs:
@@ -173,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print_table(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({'machine': machine_info(), 'rows': rows}, indent=2))
     return 0
 
 

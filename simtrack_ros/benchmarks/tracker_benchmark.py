@@ -9,34 +9,44 @@ in a rotating order, so that a noisy host affects all alike:
 * the :class:`~simtrack_ros.tracking.Tracker` variants: CPU fp32 and bf16 (exact OpenCV crops),
   and on CUDA, when present, fp32/fp16/bf16 with and without CUDA Graphs (on-device crops).
 
-Weights are random (timing does not depend on them). Usage::
+Before that, the two crop paths alone (search crops of the same targets, the model input
+ready on the device): the OpenCV path (``crop_and_resize`` per target, upload, normalise)
+against :func:`~simtrack_ros.tracking.preprocess.crop_on_device` (frame upload, one batched
+gather); they give identical model inputs.
+
+Weights are random (timing does not depend on them). The output starts with the machine
+(CPU model and flags, torch threads). Usage::
 
     python benchmarks/tracker_benchmark.py [--quick] [--configs tiny,simtrack-b16]
-        [--targets 1,8] [--frames N] [--json out.json]
+        [--targets 1,8] [--frames N] [--crops-only] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
+from machine_info import machine_header, machine_info
 import numpy as np
 import torch
 
 from simtrack_ros.model import build_model
+from simtrack_ros.model.config import get_config
 from simtrack_ros.tracking import EngineOptions, TIMING_KEYS, Tracker, TrackerOptions
-from simtrack_ros.tracking.crop import clip_box, map_box_back, sample_target, template_anno
-from simtrack_ros.tracking.preprocess import normalize
+from simtrack_ros.tracking.crop import (
+    clip_box, crop_and_resize, crop_window, map_box_back, sample_target, template_anno)
+from simtrack_ros.tracking.preprocess import crop_on_device, normalize, stack_crops
 
 FRAME_HEIGHT, FRAME_WIDTH = 720, 1280
 #: Measured frames (and warm-up frames) per config: (normal, --quick).
 FRAMES = {'tiny': (20, 5), 'simtrack-b16': (9, 3)}
 DEFAULT_FRAMES = (5, 2)
 WARMUP = (2, 1)
+#: Timed rounds of the crop comparison: (normal, --quick).
+CROP_ROUNDS = (30, 8)
 BOX_SIZES = (40, 64, 96, 128, 160, 200, 56, 80)
 MS = 1e3
 Box = Tuple[float, float, float, float]
@@ -70,11 +80,13 @@ class Baseline:
     def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
         self.model, self.device = model.to(device).eval(), device
         self.config = model.config
+        self.factors = TrackerOptions()   # the official test-time crop factors
         self.targets: List[Dict] = []
 
     def initialize(self, frame: np.ndarray, box: Box) -> None:
         config = self.config
-        crop, factor = sample_target(frame, box, config.template_factor, config.template_size)
+        crop, factor = sample_target(frame, box, self.factors.template_factor,
+                                     config.template_size)
         template = normalize(torch.from_numpy(crop).permute(2, 0, 1)[None].to(self.device))
         anno = torch.from_numpy(template_anno(box, factor, config.template_size))[None]
         self.targets.append({'template': template, 'anno': anno.to(self.device), 'box': box})
@@ -84,7 +96,7 @@ class Baseline:
         height, width = frame.shape[:2]
         for target in self.targets:
             start = time.perf_counter()
-            crop, factor = sample_target(frame, target['box'], config.search_factor,
+            crop, factor = sample_target(frame, target['box'], self.factors.search_factor,
                                          config.search_size)
             cropped = time.perf_counter()
             search = normalize(torch.from_numpy(crop).permute(2, 0, 1)[None].to(self.device))
@@ -103,6 +115,52 @@ class Baseline:
                                ('total', done - start)):
                 times[key] += value * MS
         return times
+
+
+def crop_rows(target_counts: Sequence[int], quick: bool, cuda: bool) -> List[Dict]:
+    """Median ms per frame of the OpenCV crop path and the device crop path, interleaved."""
+    frame = make_frames(1)[0]
+    size = get_config('simtrack-b16').search_size
+    factor = TrackerOptions().search_factor
+    devices = [torch.device('cpu')] + ([torch.device('cuda')] if cuda else [])
+    rows = []
+    for device in devices:
+        for targets in target_counts:
+            windows = [crop_window(box, factor) for box in make_boxes(targets)]
+
+            def opencv_path() -> torch.Tensor:
+                crops = [crop_and_resize(frame, window, size) for window in windows]
+                return normalize(stack_crops(crops).to(device))
+
+            def device_path() -> torch.Tensor:
+                return crop_on_device(torch.from_numpy(frame).to(device), windows, size)
+
+            assert torch.equal(opencv_path(), device_path())   # also the warm-up
+            times: Dict[str, List[float]] = {'cv2': [], 'device': []}
+            for index in range(CROP_ROUNDS[quick]):
+                order = (('cv2', opencv_path), ('device', device_path))
+                for name, path in order[index % 2:] + order[:index % 2]:
+                    start = time.perf_counter()
+                    path()
+                    sync(device)
+                    times[name].append((time.perf_counter() - start) * MS)
+            rows.append({'device': device.type, 'targets': targets, 'size': size,
+                         'cv2_ms': statistics.median(times['cv2']),
+                         'device_ms': statistics.median(times['device'])})
+    return rows
+
+
+def format_crop_table(rows: Sequence[Dict]) -> str:
+    """Fixed-width table of the crop comparison."""
+    lines = [f'crop paths: {FRAME_WIDTH}x{FRAME_HEIGHT} frame, search crops '
+             f'({rows[0]["size"]} px, identical output); median ms per frame',
+             '{:<7} {:>7} {:>10} {:>12} {:>11}'.format(
+                 'device', 'targets', 'cv2 crop', 'device crop', 'device/cv2')]
+    for row in rows:
+        lines.append('{:<7} {:>7} {:>10.2f} {:>12.2f} {:>10.1f}x'.format(
+            row['device'], row['targets'], row['cv2_ms'], row['device_ms'],
+            row['device_ms'] / row['cv2_ms']))
+    return '\n'.join(lines)
 
 
 def variants(cuda: bool) -> List[Tuple[str, EngineOptions]]:
@@ -178,15 +236,6 @@ def format_table(rows: Sequence[Dict]) -> str:
     return '\n'.join(lines)
 
 
-def machine() -> Dict[str, str]:
-    info = {'python': platform.python_version(), 'torch': torch.__version__,
-            'cpu': platform.processor() or platform.machine(),
-            'torch_threads': str(torch.get_num_threads())}
-    if torch.cuda.is_available():
-        info['gpu'] = torch.cuda.get_device_name()
-    return info
-
-
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--configs', default='tiny,simtrack-b16',
@@ -196,20 +245,28 @@ def main(argv: Sequence[str] = None) -> int:
                         help='measured frames per group (default: per config)')
     parser.add_argument('--quick', action='store_true', help='fewer frames')
     parser.add_argument('--no-cuda', action='store_true', help='CPU variants only')
+    parser.add_argument('--crops-only', action='store_true',
+                        help='only the crop comparison (no model)')
     parser.add_argument('--json', help='write the rows and machine info to this file')
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.no_cuda
+    target_counts = [int(t) for t in args.targets.split(',')]
+    print(machine_header(), flush=True)
+    crops = crop_rows(target_counts, args.quick, cuda)
+    print(format_crop_table(crops), flush=True)
     rows = []
-    for config in args.configs.split(','):
-        for targets in (int(t) for t in args.targets.split(',')):
-            rows.extend(run_group(config, targets, args.quick, args.frames, cuda))
-            print(f'done: {config}, {targets} target(s)', file=sys.stderr, flush=True)
-    print(f'frame {FRAME_WIDTH}x{FRAME_HEIGHT}; median ms per frame; speedup = baseline '
-          'total / variant total; ' + ', '.join(f'{k} {v}' for k, v in machine().items()))
-    print(format_table(rows))
+    if not args.crops_only:
+        for config in args.configs.split(','):
+            for targets in target_counts:
+                rows.extend(run_group(config, targets, args.quick, args.frames, cuda))
+                print(f'done: {config}, {targets} target(s)', file=sys.stderr, flush=True)
+        print(f'\nframe {FRAME_WIDTH}x{FRAME_HEIGHT}; median ms per frame; speedup = baseline '
+              'total / variant total')
+        print(format_table(rows))
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as handle:
-            json.dump({'machine': machine(), 'rows': rows}, handle, indent=2)
+            json.dump({'machine': machine_info(), 'crops': crops, 'rows': rows}, handle,
+                      indent=2)
     return 0
 
 
