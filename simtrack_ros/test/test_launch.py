@@ -1,15 +1,26 @@
-"""launch/tracker.launch.py: static checks that always run, and a build with the launch API."""
+"""launch/tracker.launch.py: the nodes it starts and the parameters they get.
+
+Where ``launch`` and ``launch_ros`` are importable (a ROS 2 install) the description is evaluated
+through the launch API for several command lines: which nodes would start, with which names,
+namespaces, remappings, log level and parameters (read back from the files launch passes to the
+node). ``launch`` is not on PyPI, so elsewhere the file is parsed: the arguments it declares, the
+executables it starts (console scripts of setup.py, installed in the package's prefix), the
+parameters it can pass (those of config/tracker.yaml, with their types) and its default
+parameter file (installed in the package's share directory).
+"""
 from __future__ import annotations
 
 import ast
 import importlib.util
 import pathlib
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple
 
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
 import pytest
 import yaml
 
+PACKAGE = 'simtrack_ros'
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILE = PACKAGE_ROOT / 'launch' / 'tracker.launch.py'
 CONFIG_FILE = PACKAGE_ROOT / 'config' / 'tracker.yaml'
@@ -17,202 +28,238 @@ SETUP_FILE = PACKAGE_ROOT / 'setup.py'
 EXPECTED_ARGUMENTS = {'namespace', 'image_topic', 'params_file', 'weights', 'device',
                       'use_sim_time', 'log_level', 'compressed_input', 'demo'}
 #: Parameters every ROS 2 node has, so the node's params file need not list them.
-BUILTIN_PARAMETERS = {'use_sim_time'}
-HAS_LAUNCH = all(importlib.util.find_spec(name) is not None for name in ('launch', 'launch_ros'))
+BUILTIN_PARAMETERS = {'use_sim_time': False}
 
 
-def _tree() -> ast.Module:
-    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+def _has_launch_api() -> bool:
+    try:
+        import launch_ros.actions  # noqa: F401
+    except ImportError:  # also a bare namespace package `launch` (a package's launch/ folder)
+        return False
+    return True
 
 
-def _calls(tree: ast.AST, name: str) -> List[ast.Call]:
-    """Return the calls of a function or class called ``name`` (plain or attribute)."""
-    calls = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            called = func.id if isinstance(func, ast.Name) else getattr(func, 'attr', None)
-            if called == name:
-                calls.append(node)
-    return calls
+requires_launch = pytest.mark.skipif(
+    not _has_launch_api(), reason='launch and launch_ros are not on PyPI: run on a ROS 2 install')
 
 
-def _keyword(call: ast.Call, name: str) -> Optional[ast.expr]:
-    return next((k.value for k in call.keywords if k.arg == name), None)
+def _applies_to(key: str, node: str) -> bool:
+    """Tell whether the params-file section ``key`` (``/**/simtrack``, ...) targets ``node``."""
+    pattern = re.escape(key if key.startswith('/') else '/' + key)
+    pattern = pattern.replace(r'/\*\*', '(/[^/]+)*').replace(r'\*', '[^/]+')
+    return re.fullmatch(pattern, node) is not None
 
 
-def _literal(node: ast.expr) -> object:
-    """Value of a literal, or of a module-level constant such as ``PACKAGE``."""
-    if isinstance(node, ast.Name):
-        for statement in _tree().body:
-            if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                    and getattr(statement.targets[0], 'id', None) == node.id):
-                return ast.literal_eval(statement.value)
-    return ast.literal_eval(node)
-
-
-def _constant(name: str) -> ast.expr:
-    """AST of the value assigned to the module-level constant ``name``."""
-    for statement in _tree().body:
-        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                and getattr(statement.targets[0], 'id', None) == name):
-            return statement.value
-    raise AssertionError(f'no module-level constant {name}')
-
-
-def _optional_overrides() -> Dict[str, str]:
-    """``OPTIONAL_OVERRIDES`` as parameter name -> type name (``str``, ``bool``, ...)."""
-    mapping = _constant('OPTIONAL_OVERRIDES')
-    assert isinstance(mapping, ast.Dict), 'OPTIONAL_OVERRIDES is not a dict literal'
-    return {ast.literal_eval(key): value.id for key, value in zip(mapping.keys, mapping.values)}
-
-
-def _argument_defaults() -> Dict[str, object]:
-    """Literal default of every declared launch argument (None where not a literal)."""
-    defaults = {}
-    for call in _calls(_tree(), 'DeclareLaunchArgument'):
-        default = _keyword(call, 'default_value')
-        defaults[call.args[0].value] = (default.value if isinstance(default, ast.Constant)
-                                        else None)
-    return defaults
-
-
-def _tracker_node() -> ast.Call:
-    nodes = [call for call in _calls(_tree(), 'Node')
-             if _literal(_keyword(call, 'executable')) == 'tracker_node']
-    assert len(nodes) == 1, 'exactly one tracker_node'
-    return nodes[0]
-
-
-def _config_parameters() -> dict:
-    """Parameters the params file gives the node named simtrack (any namespace, or ``/**``)."""
+def _file_parameters(path: pathlib.Path, node: str) -> dict:
+    """Return the parameters that the params file ``path`` gives the node named ``node``."""
     parameters: dict = {}
-    for key, section in yaml.safe_load(CONFIG_FILE.read_text()).items():
-        if key == '/**' or key.rsplit('/', 1)[-1] == 'simtrack':
+    for key, section in (yaml.safe_load(path.read_text()) or {}).items():
+        if _applies_to(key, node):
             parameters.update(section['ros__parameters'])
     return parameters
 
 
-def test_defines_generate_launch_description():
-    functions = {n.name for n in _tree().body if isinstance(n, ast.FunctionDef)}
-    assert 'generate_launch_description' in functions
+def _console_scripts() -> Dict[str, str]:
+    """Return console script name -> entry point, from setup.py's ``entry_points``."""
+    setup = next(node for node in ast.walk(ast.parse(SETUP_FILE.read_text()))
+                 if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'setup')
+    entry_points = ast.literal_eval(next(k.value for k in setup.keywords
+                                         if k.arg == 'entry_points'))
+    return dict(line.replace(' ', '').split('=', 1) for line in entry_points['console_scripts'])
 
 
-def test_declares_every_argument_with_a_description():
-    declared = {}
-    for call in _calls(_tree(), 'DeclareLaunchArgument'):
-        name = ast.literal_eval(call.args[0])
-        description = _keyword(call, 'description')
-        assert description is not None, f'{name}: no description'
-        text = ast.literal_eval(description)
-        assert isinstance(text, str) and len(text) > 10, f'{name}: description {text!r}'
-        declared[name] = call
-    assert set(declared) == EXPECTED_ARGUMENTS
+class _Parsed:
+    """What the launch file declares, read from its syntax tree (no launch import)."""
+
+    def __init__(self) -> None:
+        self.tree = ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+        self.constants = {
+            statement.targets[0].id: statement.value for statement in self.tree.body
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)}
+
+    def calls(self, name: str) -> List[ast.Call]:
+        return [node for node in ast.walk(self.tree) if isinstance(node, ast.Call)
+                and name in (getattr(node.func, 'id', None), getattr(node.func, 'attr', None))]
+
+    def value(self, node: ast.expr) -> object:
+        """Return a literal, or a module-level constant's literal (``PACKAGE``, ``BOOLEAN``)."""
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            node = self.constants[node.id]
+        return ast.literal_eval(node)
+
+    def arguments(self) -> Dict[str, Dict[str, ast.expr]]:
+        """Return declared launch argument name -> its keyword arguments."""
+        return {self.value(call.args[0]): {k.arg: k.value for k in call.keywords}
+                for call in self.calls('DeclareLaunchArgument')}
+
+    def nodes(self) -> List[Dict[str, ast.expr]]:
+        return [{k.arg: k.value for k in call.keywords} for call in self.calls('Node')]
+
+    def optional_overrides(self) -> Dict[str, str]:
+        """Return ``OPTIONAL_OVERRIDES``: parameter name -> type name."""
+        mapping = self.constants['OPTIONAL_OVERRIDES']
+        return {ast.literal_eval(k): v.id for k, v in zip(mapping.keys, mapping.values)}
+
+    def assigned_parameter_names(self) -> set:
+        """Return string keys stored into a mapping (``overrides['use_sim_time'] = ...``)."""
+        return {node.slice.value for node in ast.walk(self.tree)
+                if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)
+                and isinstance(node.slice, ast.Constant)}
 
 
-def test_literal_defaults_are_among_the_choices():
-    for call in _calls(_tree(), 'DeclareLaunchArgument'):
-        choices, default = _keyword(call, 'choices'), _keyword(call, 'default_value')
-        if choices is not None and isinstance(default, ast.Constant):
-            assert default.value in _literal(choices), ast.literal_eval(call.args[0])
+def test_declares_documented_arguments_with_valid_defaults():
+    parsed = _Parsed()
+    arguments = parsed.arguments()
+    assert set(arguments) == EXPECTED_ARGUMENTS
+    for name, keywords in arguments.items():
+        description = parsed.value(keywords['description'])
+        assert isinstance(description, str) and len(description) > 10, name
+        default = keywords.get('default_value')
+        if 'choices' in keywords and isinstance(default, ast.Constant):
+            assert default.value in parsed.value(keywords['choices']), name
 
 
-def test_tracker_node_matches_the_params_file():
-    node = _tracker_node()
-    assert _literal(_keyword(node, 'name')) == 'simtrack'
-    assert _literal(_keyword(node, 'package')) == 'simtrack_ros'
-    assert _config_parameters(), f'{CONFIG_FILE.name} has no parameters for the node simtrack'
+def test_starts_console_scripts_installed_in_the_package_prefix():
+    parsed = _Parsed()
+    scripts = _console_scripts()
+    executables = {parsed.value(node['executable']) for node in parsed.nodes()}
+    assert executables == {'tracker_node', 'demo_camera'}
+    lib = pathlib.Path(get_package_prefix(PACKAGE)) / 'lib' / PACKAGE
+    for node in parsed.nodes():
+        assert parsed.value(node['package']) == PACKAGE
+        executable = parsed.value(node['executable'])
+        assert executable in scripts, f'{executable} is not a console script of setup.py'
+        assert (lib / executable).is_file(), f'{executable} is not installed in {lib}'
 
 
-def test_overrides_are_computed_in_an_opaque_function():
-    functions = {n.name: n for n in _tree().body if isinstance(n, ast.FunctionDef)}
-    opaque = _calls(_tree(), 'OpaqueFunction')
-    assert len(opaque) == 1, 'the tracker node must come from one OpaqueFunction'
-    function = _keyword(opaque[0], 'function')
-    assert isinstance(function, ast.Name) and function.id in functions, (
-        'OpaqueFunction(function=...) must name a module-level function')
-    assert [a.arg for a in functions[function.id].args.args] == ['context']
-    # The tracker node is built inside that function, so the overrides are evaluated there.
-    tracker_line = _tracker_node().lineno
-    assert any(call.lineno == tracker_line for call in _calls(functions[function.id], 'Node'))
+def test_default_params_file_is_installed_and_configures_the_tracker():
+    parsed = _Parsed()
+    default = parsed.arguments()['params_file']['default_value']
+    share, *parts = default.args[0].elts  # PathJoinSubstitution([FindPackageShare(...), ...])
+    assert share.func.id == 'FindPackageShare' and parsed.value(share.args[0]) == PACKAGE
+    installed = pathlib.Path(get_package_share_directory(PACKAGE), *map(parsed.value, parts))
+    assert installed.read_text() == CONFIG_FILE.read_text()
+    tracker = next(node for node in parsed.nodes()
+                   if parsed.value(node['executable']) == 'tracker_node')
+    assert _file_parameters(installed, '/' + parsed.value(tracker['name']))['autostart'] is True
 
 
-def test_tracker_node_has_no_unconditional_optional_overrides():
-    parameters = _keyword(_tracker_node(), 'parameters')
-    assert isinstance(parameters, ast.List)
-    optional = set(_optional_overrides())
-    for item in parameters.elts:
-        if isinstance(item, ast.Dict):
-            keys = {ast.literal_eval(key) for key in item.keys}
-            assert not keys & optional, f'always overridden: {sorted(keys & optional)}'
-
-
-def test_optional_overrides_exist_in_the_params_file():
-    overrides = _optional_overrides()
-    assert overrides, 'no optional parameter overrides found'
-    in_file = _config_parameters()
+def test_passes_only_parameters_of_the_node_with_their_types():
+    parsed = _Parsed()
+    in_file = {**BUILTIN_PARAMETERS, **_file_parameters(CONFIG_FILE, '/simtrack')}
+    overrides = parsed.optional_overrides()
+    passed = set(overrides) | parsed.assigned_parameter_names()
+    assert passed - set(overrides) == set(BUILTIN_PARAMETERS), 'always-applied overrides'
+    assert passed <= set(in_file), f'not parameters of the node: {passed - set(in_file)}'
+    arguments = parsed.arguments()
     for name, type_name in overrides.items():
-        assert name not in BUILTIN_PARAMETERS, f'{name} is a launch-level convention'
-        assert name in in_file, f'{name} is not a parameter in {CONFIG_FILE.name}'
         assert type(in_file[name]).__name__ == type_name, (name, in_file[name], type_name)
+        # An empty default means "not given": the params file's value stays.
+        assert parsed.value(arguments[name]['default_value']) == '', name
+        assert 'params_file' in parsed.value(arguments[name]['description']), name
 
 
-def test_optional_overrides_default_to_the_params_file():
-    defaults = _argument_defaults()
-    descriptions = {ast.literal_eval(call.args[0]): ast.literal_eval(_keyword(call, 'description'))
-                    for call in _calls(_tree(), 'DeclareLaunchArgument')}
-    for name in _optional_overrides():
-        assert name in defaults, f'{name} is not a launch argument'
-        # Empty means "not given": the params file's value stays.
-        assert defaults[name] == '', (name, defaults[name])
-        assert 'params_file' in descriptions[name], f'{name}: description omits params_file'
+class _Started(NamedTuple):
+    """A node the launch description would start, with its resolved command line."""
+
+    executable: str
+    name: str
+    remappings: Dict[str, str]
+    log_level: str
+    parameter_files: List[pathlib.Path]
+    parameters: dict
 
 
-def test_always_applied_overrides_are_builtin_parameters():
-    """Check that only launch-level conventions such as use_sim_time are always overridden."""
-    function = next(n for n in _tree().body
-                    if isinstance(n, ast.FunctionDef) and n.name == 'parameter_overrides')
-    always = {ast.literal_eval(node.slice) for node in ast.walk(function)
-              if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)
-              and isinstance(node.slice, ast.Constant)}
-    assert always == BUILTIN_PARAMETERS
-
-
-def test_executables_are_console_scripts():
-    scripts = set(re.findall(r"'(\w+) = [\w.]+:\w+'", SETUP_FILE.read_text()))
-    for call in _calls(_tree(), 'Node'):
-        executable = _literal(_keyword(call, 'executable'))
-        assert executable in scripts, f'{executable} is not a console script in setup.py'
-
-
-@pytest.mark.skipif(not HAS_LAUNCH,
-                    reason='launch is not installable from PyPI; runs on a ROS 2 install')
-def test_builds_with_the_launch_api():
-    from launch import LaunchContext, LaunchDescription
+def _launch(arguments: Dict[str, str]) -> Dict[str, _Started]:
+    """Evaluate the launch file for a command line: executable -> the node it would start."""
+    from launch import LaunchContext
     from launch.actions import OpaqueFunction
+    from launch.substitutions import LocalSubstitution
+    from launch.utilities import perform_substitutions
     from launch_ros.actions import Node
 
     spec = importlib.util.spec_from_file_location('tracker_launch', LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
-    assert isinstance(description, LaunchDescription)
-    arguments = description.get_launch_arguments()
-    assert {argument.name for argument in arguments} == EXPECTED_ARGUMENTS
-    assert all(argument.description for argument in arguments)
     context = LaunchContext()
-    # Given on the command line: params_file (skips the package lookup) and weights.
-    context.launch_configurations.update({'params_file': str(CONFIG_FILE), 'weights': '/w.pth'})
-    for argument in arguments:
-        argument.execute(context)
-    overrides = module.parameter_overrides(context)
-    assert set(overrides) == {'weights', 'use_sim_time'}
-    assert overrides['weights'].value == '/w.pth'
-    context.launch_configurations['compressed_input'] = 'true'
-    assert module.parameter_overrides(context)['compressed_input'].value is True
-    opaque = [entity for entity in description.entities if isinstance(entity, OpaqueFunction)]
-    assert len(opaque) == 1
-    nodes = [entity for entity in description.entities if isinstance(entity, Node)]
-    nodes += opaque[0].execute(context)
-    assert sorted(node.node_executable for node in nodes) == ['demo_camera', 'tracker_node']
-    assert all(node.node_package == 'simtrack_ros' for node in nodes)
+    context.launch_configurations.update(arguments)
+    for argument in description.get_launch_arguments():
+        argument.execute(context)  # applies the default where not given, checks the choices
+    actions = []
+    for entity in description.entities:
+        if isinstance(entity, OpaqueFunction):
+            actions += entity.execute(context) or []
+        else:
+            actions.append(entity)
+    started = {}
+    for node in actions:
+        if not isinstance(node, Node) or not (node.condition is None
+                                              or node.condition.evaluate(context)):
+            continue
+        assert node.node_package == PACKAGE
+        node._perform_substitutions(context)  # what Node.execute does before starting it
+        # The command line, less the name/namespace placeholders filled in at execution.
+        command = [perform_substitutions(context, part) for part in node.cmd
+                   if not any(isinstance(s, LocalSubstitution) for s in part)]
+        files = [pathlib.Path(value) for flag, value in zip(command, command[1:])
+                 if flag == '--params-file']
+        parameters: dict = {}
+        for path in files:
+            parameters.update(_file_parameters(path, node.node_name))
+        started[node.node_executable] = _Started(
+            executable=command[0], name=node.node_name,
+            remappings=dict(node.expanded_remapping_rules or []),
+            log_level=command[command.index('--log-level') + 1],
+            parameter_files=files, parameters=parameters)
+    return started
+
+
+@requires_launch
+def test_launch_defaults_start_the_tracker_with_the_installed_params_file():
+    started = _launch({})
+    assert set(started) == {'tracker_node'}
+    tracker = started['tracker_node']
+    prefix = pathlib.Path(get_package_prefix(PACKAGE))
+    assert pathlib.Path(tracker.executable) == prefix / 'lib' / PACKAGE / 'tracker_node'
+    assert tracker.name == '/simtrack'
+    assert tracker.parameter_files[0] == pathlib.Path(
+        get_package_share_directory(PACKAGE), 'config', 'tracker.yaml')
+    assert tracker.parameters == {**_file_parameters(CONFIG_FILE, '/simtrack'),
+                                  'use_sim_time': False}
+    assert tracker.remappings == {'image': 'image', 'image/compressed': 'image/compressed'}
+    assert tracker.log_level == 'info'
+
+
+@requires_launch
+def test_launch_arguments_reach_the_nodes(tmp_path: pathlib.Path):
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump(
+        {'/**': {'ros__parameters': {'weights': '/file.pth', 'max_targets': 3}}}))
+    started = _launch({'demo': 'true', 'namespace': 'boat', 'image_topic': '/bow/image',
+                       'params_file': str(params), 'weights': '/given.pth', 'device': 'cpu',
+                       'compressed_input': 'false', 'use_sim_time': 'true',
+                       'log_level': 'debug'})
+    assert set(started) == {'tracker_node', 'demo_camera'}
+    tracker, camera = started['tracker_node'], started['demo_camera']
+    assert (tracker.name, camera.name) == ('/boat/simtrack', '/boat/demo_camera')
+    assert tracker.parameter_files[0] == params
+    # Given arguments override the file, with the parameter's type; the rest is the file's.
+    assert tracker.parameters == {'weights': '/given.pth', 'max_targets': 3, 'device': 'cpu',
+                                  'compressed_input': False, 'use_sim_time': True}
+    assert tracker.remappings == {'image': '/bow/image',
+                                  'image/compressed': '/bow/image/compressed'}
+    assert camera.remappings == {'image': '/bow/image'}
+    assert tracker.log_level == camera.log_level == 'debug'
+
+
+@requires_launch
+def test_launch_rejects_an_invalid_choice():
+    with pytest.raises(RuntimeError, match='"device"'):
+        _launch({'device': 'gpu'})
+
+
+@requires_launch
+def test_compressed_input_given_overrides_the_params_file():
+    tracker = _launch({'compressed_input': 'true'})['tracker_node']
+    assert tracker.parameters['compressed_input'] is True

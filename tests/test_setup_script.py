@@ -5,11 +5,12 @@ import os
 import pathlib
 import subprocess
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _snapshot(path: pathlib.Path) -> dict:
-    return {p: p.stat().st_mtime_ns for p in path.rglob('*') if p.is_file()}
+    """Modification time of every file and link (not of what a link points to)."""
+    return {p: p.lstat().st_mtime_ns for p in path.rglob('*') if not p.is_dir()}
 
 
 def test_second_setup_run_changes_nothing():
@@ -21,7 +22,8 @@ def test_second_setup_run_changes_nothing():
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     for expected in ('Python packages up to date', 'ROS wheel CMake fix already applied',
-                     'interface packages up to date', 'simtrack_ros installed (editable)'):
+                     'interface packages up to date',
+                     'simtrack_ros workspace package up to date'):
         assert any(expected in line for line in lines), (expected, result.stdout)
     assert not any('installing' in line or 'building' in line for line in lines), result.stdout
     assert _snapshot(install) == before

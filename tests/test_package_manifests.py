@@ -1,4 +1,4 @@
-"""package.xml files parse and declare what the code imports."""
+"""package.xml files parse and declare exactly what the code imports."""
 from __future__ import annotations
 
 import ast
@@ -9,16 +9,21 @@ from typing import Set
 from catkin_pkg.package import parse_package
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / 'simtrack_ros'
 INTERFACES_DIR = REPO / 'simtrack_ros_interfaces'
 
 #: Python import name -> rosdep key, for imports that are not ROS packages of the same name.
 ROSDEP_KEYS = {'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'torch': 'python3-torch',
                'launch': 'launch', 'launch_ros': 'launch_ros'}
-ROS_PACKAGES = {'rclpy', 'sensor_msgs', 'std_msgs', 'std_srvs', 'vision_msgs', 'diagnostic_msgs',
+#: Test-only imports -> rosdep key.
+TEST_ROSDEP_KEYS = {'pytest': 'python3-pytest', 'yaml': 'python3-yaml',
+                    'catkin_pkg': 'python3-catkin-pkg'}
+ROS_PACKAGES = {'rclpy', 'sensor_msgs', 'std_msgs', 'vision_msgs', 'diagnostic_msgs',
                 'lifecycle_msgs', 'builtin_interfaces', 'simtrack_ros_interfaces', 'cv_bridge',
                 'ament_index_python', 'rcl_interfaces', 'geometry_msgs'}
+#: Run, not imported: test_flake8 runs ``python -m flake8``.
+RUN_BY_TESTS = {'python3-flake8'}
 
 
 def _imported_top_level(paths) -> Set[str]:
@@ -38,6 +43,15 @@ def _dependencies(package) -> Set[str]:
             + package.build_export_depends + package.buildtool_depends + package.test_depends}
 
 
+def _package_code():
+    return list((PACKAGE_DIR / 'simtrack_ros').rglob('*.py')) + list(
+        (PACKAGE_DIR / 'launch').glob('*.py'))
+
+
+def _package_tests():
+    return list((PACKAGE_DIR / 'test').glob('*.py'))
+
+
 @pytest.mark.parametrize('directory', [PACKAGE_DIR, INTERFACES_DIR])
 def test_package_xml_parses(directory):
     package = parse_package(str(directory / 'package.xml'))
@@ -48,9 +62,7 @@ def test_package_xml_parses(directory):
 
 def test_python_package_declares_every_import():
     package = parse_package(str(PACKAGE_DIR / 'package.xml'))
-    code = list((PACKAGE_DIR / 'simtrack_ros').rglob('*.py')) + list(
-        (PACKAGE_DIR / 'launch').glob('*.py'))
-    imported = _imported_top_level(code)
+    imported = _imported_top_level(_package_code())
     needed = {ROSDEP_KEYS[name] for name in imported if name in ROSDEP_KEYS}
     needed |= imported & ROS_PACKAGES
     missing = needed - _dependencies(package)
@@ -60,13 +72,20 @@ def test_python_package_declares_every_import():
 
 def test_python_package_declares_test_imports():
     package = parse_package(str(PACKAGE_DIR / 'package.xml'))
-    imported = _imported_top_level(list((PACKAGE_DIR / 'test').glob('*.py')))
-    keys = dict(ROSDEP_KEYS, pytest='python3-pytest', yaml='python3-yaml',
-                catkin_pkg='python3-catkin-pkg')
+    imported = _imported_top_level(_package_tests())
+    keys = dict(ROSDEP_KEYS, **TEST_ROSDEP_KEYS)
     needed = {keys[name] for name in imported if name in keys} | (imported & ROS_PACKAGES)
-    needed.add('python3-flake8')  # test_flake8 runs it as a module
-    missing = needed - _dependencies(package)
+    missing = (needed | RUN_BY_TESTS) - _dependencies(package)
     assert not missing, f'package.xml lacks test dependencies {sorted(missing)}'
+
+
+def test_python_package_declares_nothing_unused():
+    package = parse_package(str(PACKAGE_DIR / 'package.xml'))
+    imported = _imported_top_level(_package_code() + _package_tests())
+    keys = dict(ROSDEP_KEYS, **TEST_ROSDEP_KEYS)
+    used = imported | {keys[name] for name in imported if name in keys} | RUN_BY_TESTS
+    unused = _dependencies(package) - used
+    assert not unused, f'package.xml declares dependencies nothing uses: {sorted(unused)}'
 
 
 def test_interfaces_declare_referenced_message_packages():
