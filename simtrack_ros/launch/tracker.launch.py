@@ -25,7 +25,6 @@ from typing import Dict, List
 
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.descriptions import ParameterValue
@@ -53,6 +52,17 @@ def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
     return overrides
 
 
+def node_log_level(context: LaunchContext, name: str) -> List[str]:
+    """Return ``--log-level <logger>:=<level>`` for the node's own logger only.
+
+    A bare ``--log-level debug`` would also turn on the debug output of rcl and the middleware.
+    A node's logger is its namespace and name joined by dots (``boat.simtrack``).
+    """
+    namespace = LaunchConfiguration('namespace').perform(context).strip('/')
+    logger = '.'.join([*filter(None, namespace.split('/')), name])
+    return ['--log-level', f'{logger}:={LaunchConfiguration("log_level").perform(context)}']
+
+
 def launch_tracker(context: LaunchContext) -> List[Node]:
     """Return the tracker node, with the overrides the launch arguments resolve to."""
     image_topic = LaunchConfiguration('image_topic')
@@ -63,15 +73,28 @@ def launch_tracker(context: LaunchContext) -> List[Node]:
         namespace=LaunchConfiguration('namespace'),
         parameters=[LaunchConfiguration('params_file'), parameter_overrides(context)],
         remappings=[('image', image_topic), ('image/compressed', [image_topic, '/compressed'])],
-        ros_arguments=['--log-level', LaunchConfiguration('log_level')],
+        ros_arguments=node_log_level(context, 'simtrack'),
+        output='screen',
+    )]
+
+
+def launch_demo_camera(context: LaunchContext) -> List[Node]:
+    """Return the demo camera node when ``demo`` is true (a wall-clock source)."""
+    if LaunchConfiguration('demo').perform(context) != 'true':
+        return []
+    return [Node(
+        package=PACKAGE,
+        executable='demo_camera',
+        name='demo_camera',
+        namespace=LaunchConfiguration('namespace'),
+        remappings=[('image', LaunchConfiguration('image_topic'))],
+        ros_arguments=node_log_level(context, 'demo_camera'),
         output='screen',
     )]
 
 
 def generate_launch_description() -> LaunchDescription:
     """Declare the arguments and the tracker (and demo camera) nodes."""
-    namespace = LaunchConfiguration('namespace')
-    image_topic = LaunchConfiguration('image_topic')
     arguments = [
         DeclareLaunchArgument(
             'namespace', default_value='',
@@ -103,7 +126,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'log_level', default_value='info',
             choices=['debug', 'info', 'warn', 'error', 'fatal'],
-            description='Logging level of the nodes.'),
+            description="Logging level of the nodes' own loggers (rcl and the middleware "
+                        'keep theirs).'),
         DeclareLaunchArgument(
             'compressed_input', default_value='', choices=['', 'true', 'false'],
             description='Subscribe to sensor_msgs/CompressedImage on <image_topic>/compressed '
@@ -116,17 +140,6 @@ def generate_launch_description() -> LaunchDescription:
                         'namespace); it has no compressed output, so not with '
                         'compressed_input:=true.'),
     ]
-    # An OpaqueFunction, since which parameters to override depends on the argument values.
-    tracker = OpaqueFunction(function=launch_tracker)
-    # The demo camera is a wall-clock source: it stamps frames with system time.
-    demo_camera = Node(
-        package=PACKAGE,
-        executable='demo_camera',
-        name='demo_camera',
-        namespace=namespace,
-        remappings=[('image', image_topic)],
-        ros_arguments=['--log-level', LaunchConfiguration('log_level')],
-        output='screen',
-        condition=IfCondition(LaunchConfiguration('demo')),
-    )
-    return LaunchDescription([*arguments, demo_camera, tracker])
+    # OpaqueFunctions, since the overrides and logger names depend on the argument values.
+    return LaunchDescription([*arguments, OpaqueFunction(function=launch_demo_camera),
+                              OpaqueFunction(function=launch_tracker)])

@@ -228,7 +228,7 @@ def test_launch_defaults_start_the_tracker_with_the_installed_params_file():
     assert tracker.parameters == {**_file_parameters(CONFIG_FILE, '/simtrack'),
                                   'use_sim_time': False}
     assert tracker.remappings == {'image': 'image', 'image/compressed': 'image/compressed'}
-    assert tracker.log_level == 'info'
+    assert tracker.log_level == 'simtrack:=info'         # the node's logger, not rcl's
 
 
 @requires_launch
@@ -250,7 +250,8 @@ def test_launch_arguments_reach_the_nodes(tmp_path: pathlib.Path):
     assert tracker.remappings == {'image': '/bow/image',
                                   'image/compressed': '/bow/image/compressed'}
     assert camera.remappings == {'image': '/bow/image'}
-    assert tracker.log_level == camera.log_level == 'debug'
+    assert (tracker.log_level, camera.log_level) == ('boat.simtrack:=debug',
+                                                     'boat.demo_camera:=debug')
 
 
 @requires_launch
