@@ -182,3 +182,17 @@ def test_config_file_lists_every_parameter_with_its_default():
         if spec.low is not None:
             documented = f'[{spec.low:g}, {spec.high:g}]'
             assert lines[index - 1].rstrip().endswith(documented), (spec.name, documented)
+
+
+@pytest.mark.parametrize('value, expected', [('auto', False), (True, True), (False, False)])
+def test_crop_on_device_parameter(ros, value, expected):
+    """The values auto, true and false choose the crop path (auto: OpenCV on the CPU)."""
+    node = TrackerUnderTest(ros, device='cpu', crop_on_device=value)
+    assert node.node._tracker.engine.crop_on_device is expected
+    node.start_tracking()
+
+
+def test_crop_on_device_rejects_other_values(ros):
+    node = TrackerUnderTest(ros, crop_on_device='yes')
+    assert node.node._tracker is None
+    assert 'crop_on_device must be one of auto' in node.node._load_error

@@ -12,9 +12,10 @@ after a frame-size change the previous boxes are clipped to the new frame; a non
 output keeps the previous box and counts as confidence 0 (the target turns ``uncertain``,
 then ``lost``).
 
-Two crop paths (``EngineOptions.crop_on_device``): the exact CPU path (OpenCV, the official
-procedure step by step) and the device path (:func:`~.preprocess.crop_on_device`, one frame
-upload, within one uint8 level of the exact path).
+Two crop paths (``EngineOptions.crop_on_device``) that give the same model input bit for bit:
+OpenCV on the CPU (the official procedure step by step) and the device path
+(:func:`~.preprocess.crop_on_device`: one frame upload and one batched integer gather that
+reproduces ``cv2.resize`` INTER_LINEAR).
 """
 from __future__ import annotations
 
