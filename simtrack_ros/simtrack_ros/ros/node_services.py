@@ -18,7 +18,6 @@ words what happened or exactly why not:
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
 from typing import Any, Callable, Deque, Optional, Protocol, Tuple
@@ -139,12 +138,6 @@ class TargetServices:
         cx, cy = bbox.center.position.x, bbox.center.position.y
         width, height = bbox.size_x, bbox.size_y
         described = f'bbox centre ({cx}, {cy}) size {width} x {height}'
-        if not all(math.isfinite(v) for v in (cx, cy, width, height)):
-            response.message = f'{described} contains NaN or infinite values'
-            return response
-        if width <= 0 or height <= 0:
-            response.message = f'{described}: width and height must be positive'
-            return response
         if not self.budget.allows():
             self.busy_replies += 1
             response.message = (
@@ -169,7 +162,7 @@ class TargetServices:
             return response
         box = (cx - width / 2.0, cy - height / 2.0, width, height)
         begin = time.monotonic()
-        try:
+        try:  # the box is checked once, by the tracker (crop.validate_box)
             target_id = tracker.initialize(frame, box, request.target_id or None,
                                            max_targets=int(self._access.parameter('max_targets')))
         except ValueError as exc:

@@ -75,6 +75,8 @@ class Spec:
         return None
 
 
+#: Defaults of the tracking and engine settings come from the core's option classes (their one
+#: home); the params file and the README are checked against these specs by the tests.
 SPECS: Tuple[Spec, ...] = (
     Spec('weights', '', 'Checkpoint file (.pth): ours, an official SimTrack one or CLIP '
          'weights; a relative path is looked up in the working directory, then in the package '
@@ -83,29 +85,32 @@ SPECS: Tuple[Spec, ...] = (
     Spec('model_config', 'auto', "Model configuration: 'auto' takes it from the checkpoint "
          '(official files: simtrack-b16), or a config name.', read_only=True,
          choices=('auto',) + CONFIG_NAMES),
-    Spec('device', 'auto', "Inference device: 'auto' (CUDA when available, else the CPU with "
-         "a warning), 'cpu', 'cuda' or 'cuda:N'.", read_only=True,
-         pattern=r'auto|cpu|cuda(:\d+)?'),
-    Spec('precision', 'fp32', 'Inference precision (fp16 needs CUDA; bf16 changes numerics).',
-         read_only=True, choices=('fp32', 'fp16', 'bf16')),
-    Spec('cuda_graphs', False, 'Capture the per-frame forward as a CUDA Graph (CUDA only).',
-         read_only=True),
+    Spec('device', EngineOptions.device,
+         "Inference device: 'auto' (CUDA when available, else the CPU with a warning), 'cpu', "
+         "'cuda' or 'cuda:N'.", read_only=True, pattern=r'auto|cpu|cuda(:\d+)?'),
+    Spec('precision', EngineOptions.precision,
+         'Inference precision (fp16 needs CUDA; bf16 changes numerics and is faster than fp32 '
+         'on a CPU only with native bf16).', read_only=True, choices=('fp32', 'fp16', 'bf16')),
+    Spec('cuda_graphs', EngineOptions.cuda_graphs,
+         'Capture the per-frame forward as a CUDA Graph (CUDA only).', read_only=True),
     Spec('crop_on_device', 'auto', 'Cut the crops on the model device from one frame upload '
          '(true) or with OpenCV on the CPU (false); both give the same pixels bit for bit. '
          'auto: on the device with CUDA, OpenCV on the CPU (5-13x faster there).',
          read_only=True, choices=('auto',), or_bool=True),
-    Spec('search_factor', 4.0, 'Search crop side / target scale (applies from the next frame).',
+    Spec('search_factor', TrackerOptions.search_factor,
+         'Search crop side / target scale (applies from the next frame).', low=1.0, high=10.0),
+    Spec('template_factor', TrackerOptions.template_factor,
+         'Template crop side / target scale (applies to targets set afterwards).',
          low=1.0, high=10.0),
-    Spec('template_factor', 2.0, 'Template crop side / target scale (applies to targets set '
-         'afterwards).', low=1.0, high=10.0),
-    Spec('uncertain_threshold', 0.3, 'A tracking target turns uncertain below this confidence.',
-         low=0.0, high=1.0),
-    Spec('lost_threshold', 0.1, 'Frames below this confidence count towards lost.',
-         low=0.0, high=1.0),
-    Spec('recover_threshold', 0.4, 'An uncertain or lost target returns to tracking at or '
-         'above this confidence (at least uncertain_threshold).', low=0.0, high=1.0),
-    Spec('lost_after_frames', 5, 'Consecutive frames below lost_threshold that make a target '
-         'lost.', low=1, high=10000),
+    Spec('uncertain_threshold', StateThresholds.uncertain_below,
+         'A tracking target turns uncertain below this confidence.', low=0.0, high=1.0),
+    Spec('lost_threshold', StateThresholds.lost_below,
+         'Frames below this confidence count towards lost.', low=0.0, high=1.0),
+    Spec('recover_threshold', StateThresholds.recover_above,
+         'An uncertain or lost target returns to tracking at or above this confidence (at '
+         'least uncertain_threshold).', low=0.0, high=1.0),
+    Spec('lost_after_frames', StateThresholds.lost_after_frames,
+         'Consecutive frames below lost_threshold that make a target lost.', low=1, high=10000),
     Spec('max_targets', 8, 'Most targets tracked at once (each adds to the batched forward).',
          low=1, high=64),
     Spec('max_rate_hz', 0.0, 'Most frames processed per second; 0: every frame the tracker '

@@ -36,9 +36,10 @@ def validate_box(box: Sequence[float], height: int, width: int) -> Box:
         raise ValueError(f'box must be four numbers (x, y, w, h), got {len(values)} values')
     x, y, w, h = values
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f'box {values} contains NaN or inf')
+        raise ValueError(f'box {values} contains NaN or infinite values')
     if w <= 0 or h <= 0:
-        raise ValueError(f'box {values} has non-positive width or height')
+        raise ValueError(f'box {values} has non-positive width or height: width and height '
+                         'must be positive')
     if w > width or h > height:
         raise ValueError(f'box {values} is {w:g} x {h:g} pixels, larger than the {width}x{height} '
                          'image')
