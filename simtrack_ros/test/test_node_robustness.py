@@ -154,7 +154,9 @@ def test_set_target_storm(ros):
         replies += [f.result() for f in futures]
     assert len(replies) == 120
     refused = [r for r in replies if not r.success]
-    assert refused and all('max_targets=3' in r.message for r in refused)
+    # Refused: a fourth target, or (on a loaded machine) busy beyond the time budget.
+    assert any('max_targets=3' in r.message for r in refused)
+    assert all('max_targets=3' in r.message or r.message.startswith('busy: ') for r in refused)
     assert len(node.node._tracker.target_ids) == 3
     status = node.publish_and_wait(image(frame(), 5.0))
     assert len(status.targets) == 3
