@@ -27,7 +27,7 @@ setup(
         'console_scripts': [
             'tracker_node = simtrack_ros.ros.tracker_node:main',
             'demo = simtrack_ros.ros.demo:main',
-            'demo_camera = simtrack_ros.ros.scene_source:main',
+            'demo_camera = simtrack_ros.ros.demo_camera:main',
             'convert_checkpoint = simtrack_ros.model.convert:main',
         ],
     },

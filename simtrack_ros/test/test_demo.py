@@ -1,4 +1,7 @@
-"""The out-of-the-box demo end to end (tracker, demo camera, client), and its camera's messages."""
+"""The out-of-the-box demo end to end (tracker, demo camera, client), and its camera's messages.
+
+Stopping it by a signal: see test_shutdown.py.
+"""
 from __future__ import annotations
 
 import os
@@ -8,7 +11,7 @@ import sys
 
 from sensor_msgs.msg import Image
 
-from simtrack_ros.ros.scene_source import ground_truth_message
+from simtrack_ros.ros.demo_camera import ground_truth_message
 
 DURATION_S = 3
 #: Start-up (imports, model) plus the demo's own set-up and shutdown allowance.
@@ -48,3 +51,5 @@ def test_demo_runs_and_tracks(ros_domain_id):
     assert len(re.findall(r'^\[ *\d+ s\] frames', result.stdout, re.MULTILINE)) == DURATION_S
     assert 'RANDOM weights' in result.stdout
     assert 'OK: detections carry the image header' in result.stdout
+    # The end of the run, its shutdown included, is clean (no InvalidHandle from a timer).
+    assert 'Traceback' not in output and 'Error' not in output, output

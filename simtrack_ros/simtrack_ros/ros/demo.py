@@ -3,13 +3,15 @@
     demo [--duration 10] [--device auto|cpu|cuda] [--weights PATH] [--width 640 --height 480]
          [--fps 30] [--ros-args ...]
 
-One single-threaded executor spins the tracker node (``/simtrack``), the demo camera
-(``/demo_camera``, a synthetic sea with a moving boat) and a client. The client waits for the
-first frame, sets the target from that frame's true box through ``/simtrack/set_target``, then
-prints once a second what the tracker publishes, and a summary at the end.
+The main thread spins the tracker node (``/simtrack``), the demo camera (``/demo_camera``, a
+synthetic sea with a moving boat) and a client (see :mod:`.node_process`). The client's script
+runs in a second thread: it waits for the first frame, sets the target from that frame's true
+box through ``/simtrack/set_target``, then prints once a second what the tracker publishes, and
+a summary at the end.
 
 Exit status 0 when the tracker started, accepted the target and published detections carrying
-the image header; 1 otherwise (the reason is printed).
+the image header; 1 otherwise (the reason is printed). SIGINT (Ctrl-C) or SIGTERM ends the
+demo early: it prints the summary so far and exits with status 0.
 """
 from __future__ import annotations
 
@@ -18,12 +20,10 @@ import collections
 import sys
 import threading
 import time
-from typing import Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from lifecycle_msgs.msg import State
 from lifecycle_msgs.srv import GetState
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 from simtrack_ros_interfaces.msg import TargetStatus, TrackerStatus, TrackingChallenge
@@ -31,10 +31,13 @@ from simtrack_ros_interfaces.srv import SetTarget
 from vision_msgs.msg import BoundingBox2D, Detection2D
 
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
-from simtrack_ros.ros.scene_source import DemoCameraNode
+from simtrack_ros.ros.demo_camera import DemoCameraNode
+from simtrack_ros.ros.node_process import NodeProcess
 from simtrack_ros.ros.tracker_node import TrackerNode
 
 STARTUP_TIMEOUT_S = 10.0
+#: Seconds between two looks of the client's script at what it waits for.
+POLL_S = 0.05
 STATE_NAMES = {TargetStatus.TRACKING: 'tracking', TargetStatus.UNCERTAIN: 'uncertain',
                TargetStatus.LOST: 'lost'}
 RANDOM_WEIGHTS_NOTE = (
@@ -111,37 +114,44 @@ class DemoClient(Node):
         return truth is not None and truth.header.frame_id == detection.header.frame_id
 
 
-def _call(client, request, timeout: float):
-    """Call a service from outside the executor thread; None on timeout."""
-    done = threading.Event()
+def _wait_until(ready: Callable[[], bool], deadline: float, stopping: threading.Event) -> bool:
+    """Poll ``ready`` until it is true (True), or until the deadline or a stop (False)."""
+    while not ready():
+        if time.monotonic() >= deadline or stopping.wait(POLL_S):
+            return False
+    return True
+
+
+def _call(client, request, deadline: float, stopping: threading.Event):
+    """Call a service from outside the executor thread; None on timeout or stop."""
     future = client.call_async(request)
-    future.add_done_callback(lambda _: done.set())
-    if not done.wait(timeout):
+    if not _wait_until(future.done, deadline, stopping):
         client.remove_pending_request(future)
         return None
     return future.result()
 
 
-def _set_target(client: DemoClient, deadline: float) -> Tuple[bool, str]:
+def _set_target(client: DemoClient, deadline: float,
+                stopping: threading.Event) -> Tuple[bool, str]:
     """Set the target from the newest true box, retrying until the tracker accepts it."""
     for service in (client.get_state, client.set_target):
-        if not service.wait_for_service(timeout_sec=max(deadline - time.monotonic(), 0)):
+        if not _wait_until(service.service_is_ready, deadline, stopping):
             return False, f'the tracker offered no {service.srv_name} service'
-    state = _call(client.get_state, GetState.Request(), max(deadline - time.monotonic(), 0.1))
+    state = _call(client.get_state, GetState.Request(), deadline, stopping)
     if state is None or state.current_state.id != State.PRIMARY_STATE_ACTIVE:
         label = state.current_state.label if state is not None else 'unknown'
         return False, f'the tracker node is {label}, not active (see its log above)'
-    if not client.first_truth.wait(max(deadline - time.monotonic(), 0)):
+    if not _wait_until(client.first_truth.is_set, deadline, stopping):
         return False, 'no frame arrived from the demo camera'
     message = 'no answer'
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping.is_set():
         truth = client.latest_truth
         request = SetTarget.Request(header=truth.header, bbox=truth.bbox, target_id='boat')
-        response = _call(client.set_target, request, max(deadline - time.monotonic(), 0.1))
+        response = _call(client.set_target, request, deadline, stopping)
         if response is not None and response.success:
             return True, f'target {response.target_id!r} set: {response.message}'
         message = response.message if response is not None else 'no answer'
-        time.sleep(0.5)
+        stopping.wait(0.5)
     return False, f'set_target failed: {message}'
 
 
@@ -168,14 +178,19 @@ def _report_line(second: int, client: DemoClient, seen: int) -> str:
         f'latency {target.frame_age_ms:5.1f} ms (inference {target.processing_time_ms:5.1f} ms)'])
 
 
-def _run(client: DemoClient, options: argparse.Namespace) -> Tuple[bool, str]:
-    ok, message = _set_target(client, time.monotonic() + STARTUP_TIMEOUT_S)
+def _run(client: DemoClient, options: argparse.Namespace,
+         stopping: threading.Event) -> Tuple[bool, str]:
+    """Run the client's script: set the target, report once a second, sum up; end on a stop."""
+    ok, message = _set_target(client, time.monotonic() + STARTUP_TIMEOUT_S, stopping)
+    if stopping.is_set():
+        return False, 'stopped before tracking started'
     print(message, flush=True)
     if not ok:
         return False, message
     start, seen = time.monotonic(), 0
     for second in range(1, max(round(options.duration), 1) + 1):
-        time.sleep(max(start + second - time.monotonic(), 0.0))
+        if stopping.wait(max(start + second - time.monotonic(), 0.0)):
+            break
         print(_report_line(second, client, seen), flush=True)
         seen = len(client.detections)
     detections = list(client.detections)
@@ -222,34 +237,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     options = _parse(remove_ros_args(['demo', *argv])[1:])
     tune_allocator_for_images()
-    context = rclpy.Context()
-    rclpy.init(args=['demo', *_parameter_args(options), *argv], context=context)
-    # Single-threaded on purpose: the tracker infers on its own thread, and rclpy's
-    # multi-threaded executor starved that thread here (30 Hz camera: 1.6 fps instead of 30).
-    executor = SingleThreadedExecutor(context=context)
-    nodes: List[Node] = []
-    try:
+    with NodeProcess('demo', ['demo', *_parameter_args(options), *argv]) as process:
         try:
-            nodes.append(TrackerNode(context=context))
+            tracker = process.add(TrackerNode(context=process.context))
         except Exception as error:  # whatever stops the node from starting ends the demo
             ok, message = False, f'the tracker node did not start: {error}'
         else:
-            nodes.append(DemoCameraNode(context=context))
-            truth_topic = f'{nodes[1].get_fully_qualified_name()}/ground_truth'
-            client = DemoClient(nodes[0].get_fully_qualified_name(), truth_topic,
-                                context=context)
-            nodes.append(client)
-            for node in nodes:
-                executor.add_node(node)
-            threading.Thread(target=executor.spin, daemon=True).start()
-            ok, message = _run(client, options)
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        for node in reversed(nodes):
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
+            camera = process.add(DemoCameraNode(context=process.context))
+            client = process.add(DemoClient(
+                tracker.get_fully_qualified_name(),
+                f'{camera.get_fully_qualified_name()}/ground_truth', context=process.context))
+            ok, message = process.spin_while(lambda stopping: _run(client, options, stopping))
     if not options.weights:
         print(RANDOM_WEIGHTS_NOTE, flush=True)
+    if process.stop_signal is not None:
+        print(f'stopped by {process.stop_signal}', flush=True)
+        return 0
     print(('OK: ' if ok else 'FAILED: ') + message, file=sys.stdout if ok else sys.stderr,
           flush=True)
     return 0 if ok else 1

@@ -1,4 +1,4 @@
-"""Demo image source: a synthetic sea scene with a moving boat, and the boat's true box.
+"""The demo camera node: a synthetic sea scene with a moving boat, and the boat's true box.
 
 Publishes ``image`` (sensor_msgs/Image, bgr8) and ``~/ground_truth`` (vision_msgs/Detection2D
 with the same header as the image it belongs to). The pixels come from the ROS-free
@@ -12,8 +12,6 @@ from typing import List, Optional
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -21,6 +19,7 @@ from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 
 from simtrack_ros.data.synthetic_sea import BoxXYWH, render_sea_frame
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
+from simtrack_ros.ros.node_process import NodeProcess
 
 #: ``Detection2D.id`` and class of the ground-truth box.
 GROUND_TRUTH_ID = 'ground_truth'
@@ -89,17 +88,11 @@ class DemoCameraNode(Node):
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    """Run the demo camera on its own (console script ``demo_camera``)."""
-    rclpy.init(args=args)
-    tune_allocator_for_images()
-    node = DemoCameraNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the demo camera on its own until SIGINT or SIGTERM (console script ``demo_camera``)."""
+    with NodeProcess('demo_camera', args) as process:
+        tune_allocator_for_images()
+        process.add(DemoCameraNode(context=process.context))
+        process.spin()
 
 
 if __name__ == '__main__':
