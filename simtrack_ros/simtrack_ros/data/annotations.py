@@ -125,7 +125,8 @@ class Flag:
     def from_dict(cls, value: Any, field: str = 'flag') -> 'Flag':
         """Build from ``{"flag", "source", "confidence"?}``; ValueError naming ``field``."""
         if not isinstance(value, Mapping):
-            raise ValueError(f'{field}: expected {{"flag", "source", "confidence"}}, got {value!r}')
+            raise ValueError(
+                f'{field}: expected {{"flag", "source", "confidence"}}, got {value!r}')
         unknown = set(value) - {'flag', 'source', 'confidence'}
         if unknown:
             raise ValueError(f'{field}: unknown keys {sorted(unknown)}')
@@ -186,7 +187,7 @@ def merge_flags(*sources: Mapping[str, Flag]) -> Dict[str, Flag]:
 
 def response_flags(vlm_response: Optional[Mapping[str, Any]],
                    cv_response: Optional[Mapping[str, Any]]) -> Dict[str, Flag]:
-    """Flags from the raw answers (VLM over CV; 'normal' entries are ignored)."""
+    """Return the flags of the raw answers (VLM over CV; 'normal' entries are ignored)."""
     vlm = {name: Flag(bool(item['flag']), 'vlm', item['confidence'])
            for name, item in (_vlm_response(vlm_response) or {}).items() if name != NORMAL}
     cv = {name: Flag(bool(item), 'cv')
@@ -237,7 +238,7 @@ class FrameRecord:
 
     def single_label(self, priority: Sequence[str] = DEFAULT_PRIORITY) -> str:
         """One class by the explicit priority rule of :func:`challenges.single_label`."""
-        return single_label({name: True for name in self.active()}, priority)
+        return single_label(dict.fromkeys(self.active(), True), priority)
 
     def multi_label(self) -> np.ndarray:
         """float32 vector in CHALLENGE_NAMES order; 'normal' is 1 iff nothing is active."""
@@ -417,7 +418,7 @@ class AnnotationWriter:
             chunks.append(chunk)
 
     def done_frames(self) -> Set[int]:
-        """The frame indexes present in the file (read on open plus those written since)."""
+        """Return the frame indexes present in the file (read on open plus those written since)."""
         with self._lock:
             return set(self._done)
 
