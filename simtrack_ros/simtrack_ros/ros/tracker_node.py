@@ -12,14 +12,11 @@ of the source image. Services: see :mod:`.node_services`.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import warnings
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
 
@@ -31,6 +28,7 @@ from simtrack_ros.ros.image_input import ImageInput
 from simtrack_ros.ros.inference_worker import InferenceWorker
 from simtrack_ros.ros.model_loading import load_model
 from simtrack_ros.ros.node_diagnostics import DiagnosticsPublisher, NodeState, NodeStats
+from simtrack_ros.ros.node_process import NodeProcess
 from simtrack_ros.ros.node_services import TargetServices
 from simtrack_ros.ros.result_publisher import ResultPublisher
 from simtrack_ros.ros.stamps import format_stamp
@@ -64,7 +62,6 @@ class TrackerNode(LifecycleNode):
         self._stats = NodeStats()
         self._worker: Optional[InferenceWorker[LazyFrame]] = None
         self._input: Optional[ImageInput] = None
-        self._input_lock = threading.Lock()
         self._output: Optional[ResultPublisher] = None
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._target_services = TargetServices(self, self, self._frames,
@@ -127,11 +124,10 @@ class TrackerNode(LifecycleNode):
             self._worker = InferenceWorker(self._process, self._on_worker_error,
                                            self._min_period, name=f'{NODE_NAME}_inference')
             self._worker.start()
-            with self._input_lock:
-                self._input = ImageInput(
-                    self, self._on_image, self._image_group, self._params['image_reliability'],
-                    self._params['image_qos_depth'], self._params['compressed_input'],
-                    self._count_lost)
+            self._input = ImageInput(
+                self, self._on_image, self._image_group, self._params['image_reliability'],
+                self._params['image_qos_depth'], self._params['compressed_input'],
+                self._count_lost)
         except Exception:
             self._stop_input()  # leave nothing half-started behind the failure
             raise
@@ -200,10 +196,9 @@ class TrackerNode(LifecycleNode):
         return FAILURE
 
     def _stop_input(self) -> None:
-        with self._input_lock:
-            if self._input is not None:
-                self._input.destroy()
-                self._input = None
+        image_input, self._input = self._input, None
+        if image_input is not None:
+            image_input.destroy()
         if self._worker is not None:
             if not self._worker.stop():
                 self.get_logger().warning('the inference thread did not stop within 10 s')
@@ -332,12 +327,8 @@ class TrackerNode(LifecycleNode):
         self._stats.lost += count
 
     def _node_state(self) -> NodeState:
-        """For each /diagnostics status: re-check the input QoS (auto), then describe the node."""
-        with self._input_lock:
-            image_input = self._input
-            change = image_input.adapt() if image_input is not None else None
-        if change:
-            self.get_logger().info(change)
+        """For each /diagnostics status: describe the node."""
+        image_input = self._input
         tracker, worker = self._tracker, self._worker
         engine = tracker.engine if tracker is not None else None
         return NodeState(
@@ -355,29 +346,19 @@ class TrackerNode(LifecycleNode):
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    """Run the tracker node until Ctrl-C (console script ``tracker_node``).
+    """Run the tracker node until SIGINT or SIGTERM (console script ``tracker_node``).
 
-    Inference runs in the node's own thread and every executor callback is short, so one
-    executor thread answers the services while inference runs. rclpy's MultiThreadedExecutor
-    is avoided on purpose: it re-submits callbacks waiting in its pool, which at high image
-    rates holds the GIL for up to a second at a time (measured with rclpy 9.1 at 500 Hz).
-    The callback groups still let the node run correctly under a multi-threaded executor.
+    One single-threaded executor spins the node (see :mod:`.node_process`, which also stops
+    the inference thread before the context goes). Inference runs in the node's own thread
+    and every executor callback is short, so the executor thread answers the services while
+    inference runs. The callback groups still let the node run correctly under a
+    multi-threaded executor.
     """
-    rclpy.init(args=args)
-    allocator = tune_allocator_for_images()
-    node = None
-    try:
-        node = TrackerNode()
+    with NodeProcess('tracker_node', args) as process:
+        allocator = tune_allocator_for_images()
+        node = process.add(TrackerNode(context=process.context))
         node.get_logger().info(allocator)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        process.spin()
 
 
 if __name__ == '__main__':
