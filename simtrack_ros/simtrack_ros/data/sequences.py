@@ -49,6 +49,7 @@ IMAGE_FORMATS = ('jpg', 'png')
 
 _NUMBERED = re.compile(r'^(.*?)(\d+)(\.[A-Za-z]+)$')
 _DIGITS = re.compile(r'(\d+)')
+_SEPARATOR = re.compile(r'\s*,\s*|\s+')
 
 
 class SequenceFormatError(ValueError):
@@ -89,6 +90,9 @@ class Sequence:
             if array is not None:
                 array.setflags(write=False)
 
+    def __repr__(self) -> str:
+        return f'Sequence(name={self.name!r}, path={str(self.path)!r}, frames={len(self)})'
+
     def __len__(self) -> int:
         return len(self.frame_files)
 
@@ -124,9 +128,8 @@ def _read_lines(path: Path) -> List[str]:
 
 
 def _fields(line: str) -> List[str]:
-    if ',' in line:
-        return [field.strip() for field in line.split(',')]
-    return line.split()
+    """Fields of a stripped line: separated by a comma (spaces around it allowed) or whitespace."""
+    return _SEPARATOR.split(line)
 
 
 def _number(path: Path, line: int, field: str) -> float:
@@ -154,16 +157,20 @@ def _read_boxes(path: Path) -> np.ndarray:
     return np.array(rows, np.float64).reshape(-1, 4)
 
 
-def _check_boxes(path: Path, boxes: np.ndarray, absent: Optional[np.ndarray]) -> None:
-    """Boxes of present frames must be finite with non-negative size (absent rows: anything)."""
-    for index, box in enumerate(boxes):
-        if absent is not None and absent[index]:
-            continue
-        if not all(math.isfinite(v) for v in box):
-            raise SequenceFormatError(path, f'non-finite box {box.tolist()} on a present frame',
-                                      index + 1)
-        if box[2] < 0 or box[3] < 0:
-            raise SequenceFormatError(path, f'negative box size {box.tolist()}', index + 1)
+def _box_problem(boxes: np.ndarray, absent: Optional[np.ndarray]) -> Optional[Tuple[int, str]]:
+    """First (index, reason) of a present frame's box that is not finite or has negative size.
+
+    Rows of absent frames may hold anything (0 or NaN by convention).
+    """
+    finite = np.isfinite(boxes).all(axis=1)
+    bad = ~finite | (boxes[:, 2:] < 0).any(axis=1)
+    if absent is not None:
+        bad &= ~absent.astype(bool)
+    if not bad.any():
+        return None
+    index = int(np.argmax(bad))
+    reason = 'non-finite box' if not finite[index] else 'negative box size'
+    return index, f'{reason} {boxes[index].tolist()} on a present frame'
 
 
 def _read_labels(path: Path, frames: int, high: int) -> np.ndarray:
@@ -250,7 +257,9 @@ def read_sequence(path: PathLike) -> Sequence:
     boxes = _read_boxes(groundtruth)
     _check_count(groundtruth, len(boxes), len(frame_files), 'boxes')
     absent = _absence(path, len(frame_files))
-    _check_boxes(groundtruth, boxes, absent)
+    problem = _box_problem(boxes, absent)
+    if problem is not None:
+        raise SequenceFormatError(groundtruth, problem[1], problem[0] + 1)
     cut = _optional_labels(path, CUT_BY_IMAGE_FILE, len(frame_files), 1)
     cover = _optional_labels(path, COVER_FILE, len(frame_files), COVER_MAX)
     return Sequence(name=path.name, path=path, frame_files=frame_files, boxes=boxes,
@@ -323,10 +332,13 @@ def _write_lines(path: Path, lines: Iterable[str]) -> None:
     path.write_text(''.join(f'{line}\n' for line in lines), encoding='utf-8')
 
 
-def _write_frames(path: Path, frames: Iterable[np.ndarray], image_format: str,
+def _write_frames(path: Path, frames: Iterable[np.ndarray], count: int, image_format: str,
                   quality: int, written: List[Path]) -> None:
+    """Write ``count`` frames as 00000001.<image_format> ..., each file noted in ``written``."""
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if image_format == 'jpg' else []
     for index, frame in enumerate(frames):
+        if index == count:
+            raise ValueError(f'more frames than the {count} boxes')
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f'frame {index}: expected RGB uint8 H x W x 3, got '
@@ -354,20 +366,21 @@ def write_sequence(path: PathLike, frames: Iterable[np.ndarray], boxes, absent=N
     if box_array.ndim != 2 or box_array.shape[1] != 4:
         raise ValueError(f'boxes must be N x 4 (x, y, w, h), got shape {box_array.shape}')
     count = len(box_array)
+    if count == 0:
+        raise ValueError('a sequence needs at least one frame and box')
     labels = {ABSENCE_FILE: _label_array(absent, count, 'absent', 1),
               CUT_BY_IMAGE_FILE: _label_array(cut_by_image, count, 'cut_by_image', 1),
               COVER_FILE: _label_array(cover, count, 'cover', COVER_MAX)}
-    try:
-        _check_boxes(path / GROUNDTRUTH_FILES[0], box_array, labels[ABSENCE_FILE])
-    except SequenceFormatError as error:
-        raise ValueError(f'boxes: {error}') from None
+    problem = _box_problem(box_array, labels[ABSENCE_FILE])
+    if problem is not None:
+        raise ValueError(f'boxes[{problem[0]}]: {problem[1]}')
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f'{path}: folder exists and is not empty')
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     written: List[Path] = []
     try:
-        _write_frames(path, frames, image_format, quality, written)
+        _write_frames(path, frames, count, image_format, quality, written)
         if len(written) != count:
             raise ValueError(f'{len(written)} frames for {count} boxes')
         for name, values in labels.items():
