@@ -281,7 +281,11 @@ def test_sequence_checks_its_shapes(tmp_path):
         Sequence('s', tmp_path, files, np.zeros((3, 4)))
     with pytest.raises(ValueError, match='cover must hold 2'):
         Sequence('s', tmp_path, files, np.zeros((2, 4)), cover=np.zeros(3, int))
-    assert repr(Sequence('s', tmp_path, files, np.zeros((2, 4)))).endswith('frames=2)')
+    boxes = np.zeros((2, 4))
+    sequence = Sequence('s', tmp_path, files, boxes)
+    assert repr(sequence).endswith('frames=2)')
+    boxes[0, 0] = 5.0                               # the caller's array stays writable
+    assert sequence.boxes[0, 0] == 5.0 and not sequence.boxes.flags.writeable
 
 
 def test_missing_folder(tmp_path):

@@ -67,7 +67,8 @@ class Sequence:
     """One tracking sequence: frame files (read lazily) and per-frame boxes and labels.
 
     ``boxes`` is N x 4 float64 ``(x, y, w, h)``; rows of absent frames may hold 0 or NaN.
-    The optional label arrays are None when the sequence has no such file. Arrays are read-only.
+    The optional label arrays are None when the sequence has no such file. The arrays are
+    read-only views.
     """
 
     name: str
@@ -86,9 +87,12 @@ class Sequence:
             labels = getattr(self, field)
             if labels is not None and labels.shape != (count,):
                 raise ValueError(f'{field} must hold {count} values, got {labels.shape}')
-        for array in (self.boxes, self.absent, self.cut_by_image, self.cover):
+        for field in ('boxes', 'absent', 'cut_by_image', 'cover'):
+            array = getattr(self, field)
             if array is not None:
-                array.setflags(write=False)
+                view = array.view()
+                view.setflags(write=False)
+                object.__setattr__(self, field, view)
 
     def __repr__(self) -> str:
         return f'Sequence(name={self.name!r}, path={str(self.path)!r}, frames={len(self)})'
