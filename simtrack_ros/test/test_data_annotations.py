@@ -111,6 +111,7 @@ def test_every_field_is_validated_with_its_name(changes, message):
     ('{"version": 1,', 'invalid JSON: '),
     ('[1, 2]', 'expected a JSON object, got list'),
     ('{"version": 1, "sequence_name": "s"}', r"missing fields \['frame_file'"),
+    (line_of(record()).replace('"version": 1, ', ''), r"missing fields \['version'\]"),
 ])
 def test_malformed_lines_say_why(text, message):
     with pytest.raises(ValueError, match=message):
