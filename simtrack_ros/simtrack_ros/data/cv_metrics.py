@@ -65,7 +65,7 @@ class CvOptions:
     ring_factor: float = 0.5
     sharpness_size: int = 64
     min_sharpness_side: int = 8
-    blur_ratio: float = 0.4
+    blur_ratio: float = 0.35
     frame_illumination_change: float = 0.3
     target_illumination_change: float = 0.4
     low_contrast: float = 10.0
