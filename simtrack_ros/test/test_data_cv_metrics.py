@@ -170,6 +170,14 @@ def test_cv_response_is_the_guide_format_with_canonical_names():
     assert response['motion_blur'] == 1 and response['scale_variation'] == 0
 
 
+def test_array_views_measure_like_their_copies():
+    frame, box, template, template_box = _pair(2)
+    bgr, template_bgr = frame[..., ::-1], template[..., ::-1]
+    views = JUDGE.judge(bgr, box, template_bgr, template_box)
+    copies = JUDGE.judge(bgr.copy(), box, template_bgr.copy(), template_box)
+    assert views == copies
+
+
 def test_box_partly_outside_the_frame_is_clipped():
     frame, _, template, template_box = _pair(0)
     judgement = JUDGE.judge(frame, (-30.0, 200.0, 80.0, 40.0), template, template_box)
