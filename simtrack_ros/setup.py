@@ -29,6 +29,7 @@ setup(
             'demo = simtrack_ros.ros.demo:main',
             'demo_camera = simtrack_ros.ros.demo_camera:main',
             'convert_checkpoint = simtrack_ros.model.convert:main',
+            'simtrack-annotate = simtrack_ros.data.annotate:main',
         ],
     },
 )

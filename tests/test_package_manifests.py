@@ -15,6 +15,7 @@ INTERFACES_DIR = REPO / 'simtrack_ros_interfaces'
 
 #: Python import name -> rosdep key, for imports that are not ROS packages of the same name.
 ROSDEP_KEYS = {'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'torch': 'python3-torch',
+               'tqdm': 'python3-tqdm',
                'launch': 'launch', 'launch_ros': 'launch_ros'}
 #: Test-only imports -> rosdep key.
 TEST_ROSDEP_KEYS = {'pytest': 'python3-pytest', 'yaml': 'python3-yaml',

@@ -1,1 +1,1 @@
-"""Data: synthetic maritime scenes (the demo camera and tests)."""
+"""Data (ROS-free): tracking sequences, challenge annotations, synthetic maritime scenes."""
