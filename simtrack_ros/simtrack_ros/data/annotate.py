@@ -6,8 +6,9 @@ included) one :class:`~.annotations.FrameRecord` is written, from any combinatio
 * ``dataset``: the free labels of the dataset's own files (:mod:`.dataset_labels`);
 * ``cv``: the formulas of :mod:`.cv_metrics` (frames with a box inside the image only);
 * ``vlm``: an OpenAI-compatible vision-language endpoint (:mod:`.vlm_annotator`); without one
-  the record's ``vlm_response`` stays null, never invented, and a failed request is logged
-  and leaves it null too.
+  the record's ``vlm_response`` stays null, never invented. A frame whose request failed
+  (after the client's retries) is logged and not written, so the next run asks again.
+  Frames without a box (absent) are not sent.
 
 The flags of the sources are merged by :data:`~.annotations.SOURCE_PRECEDENCE`. The template is
 the sequence's first frame with a valid box (``template_bbox``), as in the design guide.
@@ -155,10 +156,11 @@ def annotate_sequence(sequence: Sequence, options: AnnotateOptions,
                       if (judge or vlm) and _present(sequence, i)}
             answers = _ask_vlm(vlm, sequence, frames, template_frame, template_box)
             for index in chunk:
+                if vlm is not None and index in frames and answers.get(index) is None:
+                    report.vlm_failed += 1          # not written: the next run asks again
+                    continue
                 record = _record(sequence, index, template_box, frames.get(index),
                                  template_frame, judge, dataset, answers, options)
-                report.vlm_failed += bool(vlm is not None and index in frames
-                                          and answers.get(index) is None)
                 writer.write(record)
                 report.written += 1
                 if progress is not None:
@@ -275,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     vlm.add_argument('--vlm-timeout', type=float, default=60.0, help='seconds per attempt')
     vlm.add_argument('--vlm-retries', type=int, default=3, help='retries per frame')
     vlm.add_argument('--vlm-concurrency', type=int, default=8, help='requests in flight')
+    vlm.add_argument('--vlm-no-json-mode', action='store_true',
+                     help='do not send response_format json_object (servers that reject it)')
     cv = parser.add_argument_group('CV metric thresholds (docs/data.md)')
     for name, value in CvOptions().__dict__.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -291,7 +295,8 @@ def _options(args: argparse.Namespace) -> AnnotateOptions:
             raise ValueError('--vlm-url and --vlm-model go together')
         vlm = VlmConfig(url=args.vlm_url, model=args.vlm_model,
                         api_key_env=args.vlm_api_key_env, timeout_s=args.vlm_timeout,
-                        max_retries=args.vlm_retries, concurrency=args.vlm_concurrency)
+                        max_retries=args.vlm_retries, concurrency=args.vlm_concurrency,
+                        json_mode=not args.vlm_no_json_mode)
         if 'vlm' not in sources:
             sources += ('vlm',)
     cv = replace(CvOptions(), **{name[3:]: value for name, value in vars(args).items()
@@ -326,10 +331,11 @@ def main(argv: Optional[Seq[str]] = None) -> int:
         seconds = time.monotonic() - start
         written = sum(r.written for r in reports)
         failed = [r for r in reports if r.error]
+        vlm_failed = sum(r.vlm_failed for r in reports)
         print(f'annotated {written} frame(s) of {len(reports)} sequence(s) in {seconds:.1f} s '
               f'({written / max(seconds, 1e-9):.1f} frames/s); skipped (already done): '
-              f'{sum(r.skipped for r in reports)}; VLM failures: '
-              f'{sum(r.vlm_failed for r in reports)}')
+              f'{sum(r.skipped for r in reports)}; VLM failures (not written, run again to '
+              f'retry): {vlm_failed}')
         for report in failed:
             print(f'  {report.name}: {report.error}', file=sys.stderr)
     summary = summarize(paths, options.output, args.reference,
