@@ -1,0 +1,1 @@
+"""Fine-tuning (ROS-free): annotated-data samples and augmentation, losses, metrics, trainer."""
