@@ -141,6 +141,8 @@ class ClassificationMeter(SummedMeter):
         keep = (torch.ones(len(labels), dtype=torch.bool) if has_label is None
                 else torch.as_tensor(has_label).cpu().bool())
         scores, labels = scores[keep], labels[keep].long()
+        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < n:
+            raise ValueError(f'labels must be class ids in [0, {n}), got {labels.tolist()}')
         predicted = scores.argmax(dim=1)
         self.state['confusion'] += torch.bincount(
             labels * n + predicted, minlength=n * n).reshape(n, n)

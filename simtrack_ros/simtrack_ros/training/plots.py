@@ -106,6 +106,13 @@ def plot_curves(metrics_jsonl_path: PathLike, out_png: PathLike) -> Path:
     return _save(figure, out_png)
 
 
+def row_normalised(matrix: Sequence[Sequence[int]]) -> np.ndarray:
+    """Each row divided by its sum (the share of the true class); rows without samples are 0."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+
 def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
                    out_png: PathLike, title: str = 'confusion matrix') -> Path:
     """Confusion matrix (rows true, columns predicted): counts written, colours row-normalised."""
@@ -113,8 +120,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
     n = len(class_names)
     if counts.shape != (n, n):
         raise ValueError(f'matrix must be {n}×{n} for {n} class names, got {counts.shape}')
-    totals = counts.sum(axis=1, keepdims=True)
-    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    shares = row_normalised(counts)
     size = 2.0 + 0.7 * n
     figure = Figure(figsize=(size + 1.5, size), layout='constrained')
     axes = figure.add_subplot()
