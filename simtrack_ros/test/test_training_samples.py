@@ -436,11 +436,22 @@ def test_tracking_pairs_are_causal_within_max_gap(dataset_root):
         dataset[300]
 
 
+def test_labelled_search_draws_annotated_search_frames(dataset_root):
+    items = load_annotated(dataset_root)
+    dataset = TrackingPairDataset(items, CROPS, 200, max_gap=2, labelled_search=True)
+    pairs = {(items[k].name, t, s) for k, t, s in map(dataset.pair, range(200))}
+    assert all(s in items[[i.name for i in items].index(n)].records for n, _, s in pairs)
+    assert all(0 < s - t <= 2 for _, t, s in pairs)
+    boat_2 = {(t, s) for n, t, s in pairs if n == 'boat-2'}    # records on even frames only
+    assert {s for _, s in boat_2} == {2, 4, 6, 8} and {t for t, _ in boat_2} == set(range(8))
+    assert all(bool(dataset[i]['has_label']) for i in range(20))
+
+
 def test_sequences_without_a_pair_are_left_out(tmp_path):
     make_sequence(tmp_path, 'single', frames=3, absent=(1, 2))
     make_sequence(tmp_path, 'gap', frames=8, absent=(1, 2, 3, 4, 5, 6))
     items = load_annotated(tmp_path)
-    with pytest.raises(ValueError, match='no sequence has two visible frames'):
+    with pytest.raises(ValueError, match='no sequence has a visible frame with a visible frame'):
         TrackingPairDataset(items, CROPS, 5, max_gap=6)
     dataset = TrackingPairDataset(items, CROPS, 5, max_gap=7)
     assert {dataset.pair(i) for i in range(5)} == {(0, 0, 7)}    # 'gap' comes first

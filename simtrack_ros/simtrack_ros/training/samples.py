@@ -396,17 +396,19 @@ class TrackingPairDataset(_PairSource):
     """``samples_per_epoch`` template/search pairs for box training (STARK's causal sampler).
 
     A sample picks a sequence uniformly, a template frame uniformly among the visible frames
-    that have a visible frame at most ``max_gap`` frames later, and the search frame uniformly
-    among those later frames. Absent frames and frames without a usable box are never used.
-    The search crop is cut around the jittered box (:func:`jitter_box`); ``search_box`` is the
-    true box in it, clamped to [0, 1]. With ``with_labels`` the search frame's record gives the
-    labels (``has_label`` False where it has none).
+    that have a search candidate at most ``max_gap`` frames later, and the search frame
+    uniformly among those candidates. Search candidates are the visible frames, or only those
+    with a record when ``labelled_search`` (joint training on sparsely annotated sequences).
+    Absent frames and frames without a usable box are never used. The search crop is cut
+    around the jittered box (:func:`jitter_box`); ``search_box`` is the true box in it, clamped
+    to [0, 1]. With ``with_labels`` the search frame's record gives the labels (``has_label``
+    False where it has none).
     """
 
     def __init__(self, items: Seq[AnnotatedSequence], crops: CropSettings,
                  samples_per_epoch: int, max_gap: int = 200, augment: Optional[Augment] = None,
                  seed: int = 0, with_labels: bool = True,
-                 priority: Seq[str] = DEFAULT_PRIORITY) -> None:
+                 priority: Seq[str] = DEFAULT_PRIORITY, labelled_search: bool = False) -> None:
         super().__init__(items, crops, augment, seed, priority)
         if samples_per_epoch < 1 or max_gap < 1:
             raise ValueError(f'samples_per_epoch and max_gap must be >= 1, got '
@@ -414,15 +416,23 @@ class TrackingPairDataset(_PairSource):
         self.samples_per_epoch = int(samples_per_epoch)
         self.max_gap = int(max_gap)
         self.with_labels = with_labels
-        self._usable: List[Tuple[int, np.ndarray, np.ndarray]] = []
+        # per usable sequence: (item, template frames, search candidates, and per template
+        # the [first, end) slice of its candidates)
+        self._usable: List[Tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for k, item in enumerate(self.items):
             visible = np.array([i for i in range(len(item.sequence))
                                 if frame_box(item.sequence, i) is not None], dtype=np.int64)
-            starts = np.flatnonzero(np.diff(visible) <= self.max_gap)
-            if len(starts):
-                self._usable.append((k, visible, starts))
+            search = visible[np.isin(visible, list(item.records))] if labelled_search \
+                else visible
+            first = np.searchsorted(search, visible, side='right')
+            end = np.searchsorted(search, visible + self.max_gap, side='right')
+            keep = end > first
+            if keep.any():
+                self._usable.append((k, visible[keep], search, first[keep], end[keep]))
         if not self._usable:
-            raise ValueError(f'no sequence has two visible frames at most {max_gap} frames apart')
+            what = 'annotated ' if labelled_search else ''
+            raise ValueError(f'no sequence has a visible frame with a visible {what}frame at '
+                             f'most {max_gap} frames later')
         self._frames = LruCache(FRAME_CACHE_SIZE)
 
     def __len__(self) -> int:
@@ -431,10 +441,9 @@ class TrackingPairDataset(_PairSource):
     def pair(self, index: int) -> Tuple[int, int, int]:
         """(item index, template frame, search frame) of sample ``index`` this epoch."""
         rng = self._rng(index)
-        k, visible, starts = self._usable[rng.integers(len(self._usable))]
-        start = int(starts[rng.integers(len(starts))])
-        end = int(np.searchsorted(visible, visible[start] + self.max_gap, side='right'))
-        return k, int(visible[start]), int(visible[rng.integers(start + 1, end)])
+        k, templates, search, first, end = self._usable[rng.integers(len(self._usable))]
+        choice = rng.integers(len(templates))
+        return k, int(templates[choice]), int(search[rng.integers(first[choice], end[choice])])
 
     def _frame(self, k: int, index: int) -> np.ndarray:
         return self._frames.get((k, index), lambda: self.items[k].sequence.frame(index))
