@@ -262,6 +262,13 @@ def label_targets(record: Optional[FrameRecord], priority: Seq[str]) -> Dict[str
             'has_label': torch.tensor(True)}
 
 
+def _read_only(arrays: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, ...]:
+    """Mark cached arrays read-only (samples share them)."""
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
 class LruCache:
     """Small least-recently-used cache; a pickled copy (a DataLoader worker's) starts empty."""
 
@@ -290,7 +297,7 @@ class LruCache:
         self.__init__(state['capacity'])
 
 
-class _PairSource(Dataset):
+class _CropDataset(Dataset):
     """What both datasets share: crops, augmentation, seeding by (seed, epoch, index)."""
 
     def __init__(self, items: Seq[AnnotatedSequence], crops: CropSettings,
@@ -316,13 +323,13 @@ class _PairSource(Dataset):
             template, search, search_box = self.augment(template, search, search_box, rng)
         record = item.records.get(frame_index) if with_label else None
         return {'template': model_input(template), 'search': model_input(search),
-                'template_anno': torch.from_numpy(np.asarray(anno, np.float32)),
-                'search_box': torch.from_numpy(np.asarray(search_box, np.float32)),
+                'template_anno': torch.tensor(anno, dtype=torch.float32),
+                'search_box': torch.tensor(search_box, dtype=torch.float32),
                 **label_targets(record, self.priority),
                 'sequence': item.name, 'frame_index': int(frame_index)}
 
 
-class ClassificationDataset(_PairSource):
+class ClassificationDataset(_CropDataset):
     """One sample per annotated frame with a box: template + search crop + labels.
 
     The template is the sequence's first frame with a usable box (the template simtrack-annotate
@@ -377,8 +384,8 @@ class ClassificationDataset(_PairSource):
 
     def _template(self, k: int) -> Tuple[np.ndarray, np.ndarray]:
         frame_index, box = self._templates[k]
-        return self._template_crops.get(k, lambda: template_crop(
-            self.items[k].sequence.frame(frame_index), box, self.crops))
+        return self._template_crops.get(k, lambda: _read_only(template_crop(
+            self.items[k].sequence.frame(frame_index), box, self.crops)))
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         k, frame_index = self._samples[index]
@@ -392,7 +399,7 @@ class ClassificationDataset(_PairSource):
         return self._sample(item, frame_index, template, anno, search, search_box, rng, True)
 
 
-class TrackingPairDataset(_PairSource):
+class TrackingPairDataset(_CropDataset):
     """``samples_per_epoch`` template/search pairs for box training (STARK's causal sampler).
 
     A sample picks a sequence uniformly, a template frame uniformly among the visible frames
@@ -446,7 +453,8 @@ class TrackingPairDataset(_PairSource):
         return k, int(templates[choice]), int(search[rng.integers(first[choice], end[choice])])
 
     def _frame(self, k: int, index: int) -> np.ndarray:
-        return self._frames.get((k, index), lambda: self.items[k].sequence.frame(index))
+        return self._frames.get((k, index),
+                                lambda: _read_only((self.items[k].sequence.frame(index),))[0])
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         if not 0 <= index < self.samples_per_epoch:
