@@ -242,11 +242,22 @@ def test_all_reduce_over_two_gloo_processes_gives_the_whole_dataset(tmp_path):
 def test_classification_report_lists_every_class_and_the_baseline():
     meter = ClassificationMeter()
     meter.update(one_hot_scores([NORMAL, OCCLUSION]), torch.tensor([NORMAL, NORMAL]))
-    text = classification_report(meter.compute())
-    lines = text.splitlines()
+    lines = classification_report(meter.compute()).splitlines()
     assert len(lines) == 1 + N + 2
+    assert lines[0].split() == ['class', 'support', 'acc', 'F1', 'base']
     assert lines[1 + NORMAL].split() == ['normal', '2', '0.500', '0.667', '1.000']
+    assert lines[1 + BLUR].split() == ['motion_blur', '0', '-', '-', '-']
     assert lines[-2].split() == ['accuracy', '2', '0.500', '1.000']
+    assert lines[-1].split() == ['macro', 'F1', '0.333', '1.000']
+
+    targets = torch.zeros(2, N)
+    targets[:, NORMAL] = 1
+    meter.update(one_hot_scores([NORMAL, NORMAL]), torch.tensor([NORMAL, NORMAL]),
+                 torch.ones(2, N), multi_labels=targets)
+    lines = classification_report(meter.compute()).splitlines()
+    assert lines[0].split()[-2:] == ['mlF1', 'mlBase']
+    assert lines[1 + NORMAL].split()[-2:] == ['1.000', '1.000']
+    assert lines[-1].split()[-2:] == ['1.000', '1.000']
 
 
 def png_shape(path):

@@ -247,19 +247,31 @@ class BoxMeter(SummedMeter):
 
 
 def classification_report(metrics: Mapping[str, Any]) -> str:
-    """Format :meth:`ClassificationMeter.compute` output as a text table for the console."""
+    """Format :meth:`ClassificationMeter.compute` output as a text table for the console.
+
+    ``base`` columns are the always-'normal' baseline (its accuracy on the accuracy row);
+    ``mlF1``/``mlBase`` the judged-entry multi-label F1, when the metrics have them.
+    """
     def cell(value: Optional[float]) -> str:
         return '     -' if value is None else f'{value:6.3f}'
 
+    multi = metrics.get('multi_label')
     baseline = metrics['baseline']
-    lines = [f'{"class":<24} {"support":>7} {"acc":>6} {"F1":>6} {"baseF1":>6}']
+    header = f'{"class":<24} {"support":>7} {"acc":>6} {"F1":>6} {"base":>6}'
+    rows = []
     for name in metrics['class_names']:
-        lines.append(f'{name:<24} {metrics["support"][name]:>7d} '
-                     f'{cell(metrics["per_class_accuracy"][name])} '
-                     f'{cell(metrics["per_class_f1"][name])} '
-                     f'{cell(baseline["per_class_f1"][name])}')
-    lines.append(f'{"accuracy":<24} {metrics["samples"]:>7d} {cell(metrics["accuracy"])} '
-                 f'{"":>6} {cell(baseline["accuracy"])}')
-    lines.append(f'{"macro F1":<24} {"":>7} {"":>6} {cell(metrics["macro_f1"])} '
-                 f'{cell(baseline["macro_f1"])}')
-    return '\n'.join(lines)
+        row = (f'{name:<24} {metrics["support"][name]:>7d} '
+               f'{cell(metrics["per_class_accuracy"][name])} '
+               f'{cell(metrics["per_class_f1"][name])} {cell(baseline["per_class_f1"][name])}')
+        if multi:
+            row += (f' {cell(multi["per_class_f1"][name])} '
+                    f'{cell(multi["baseline"]["per_class_f1"][name])}')
+        rows.append(row)
+    rows.append(f'{"accuracy":<24} {metrics["samples"]:>7d} {cell(metrics["accuracy"])} '
+                f'{"":>6} {cell(baseline["accuracy"])}')
+    macro = (f'{"macro F1":<24} {"":>7} {"":>6} {cell(metrics["macro_f1"])} '
+             f'{cell(baseline["macro_f1"])}')
+    if multi:
+        header += f' {"mlF1":>6} {"mlBase":>6}'
+        macro += f' {cell(multi["macro_f1"])} {cell(multi["baseline"]["macro_f1"])}'
+    return '\n'.join([header, *rows, macro])
