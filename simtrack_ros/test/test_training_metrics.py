@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 from simtrack_ros.challenges import CHALLENGE_NAMES
 from simtrack_ros.training.metrics import BoxMeter, classification_report, ClassificationMeter
-from simtrack_ros.training.plots import plot_confusion, plot_curves, row_normalised
+from simtrack_ros.training.plots import (
+    metric_series, plot_confusion, plot_curves, row_normalised)
 
 N = len(CHALLENGE_NAMES)
 NORMAL, OCCLUSION, BLUR = (CHALLENGE_NAMES.index(n) for n in
@@ -270,11 +271,13 @@ def write_metrics(path, rows):
     path.write_text(''.join(json.dumps(row) + '\n' for row in rows) + '\n')
 
 
-def epoch_row(epoch, box=True):
+def epoch_row(epoch, box=True, multi=False):
     train = {'loss': 2.0 / (epoch + 1), 'cls': 1.0 / (epoch + 1), 'accuracy': 0.2 + 0.1 * epoch,
              'macro_f1': 0.1 * epoch, 'samples_per_s': 50.0}
     val = {'loss': 2.2 / (epoch + 1), 'accuracy': 0.15 + 0.1 * epoch, 'macro_f1': None,
            'baseline': {'accuracy': 0.4, 'macro_f1': 0.06}}
+    if multi:
+        val['multi_label'] = {'macro_f1': 0.3 + 0.05 * epoch, 'baseline': {'macro_f1': 0.1}}
     if box:
         train.update(giou=0.5, l1=0.1)
         val.update(mean_iou=0.5 + 0.05 * epoch, share_iou_50=0.6)
@@ -293,6 +296,16 @@ def test_curves_are_written_as_a_readable_png_with_one_panel_per_metric_group(tm
     assert width == 1800
     assert png_shape(plot_curves(cls_only, tmp_path / 'cls.png'))[1] == 1200
     assert sorted(p.name for p in tmp_path.joinpath('plots').iterdir()) == ['curves.png']
+
+
+def test_curve_series_follow_nested_keys_and_their_baselines():
+    rows = [epoch_row(e, multi=e > 0) for e in range(3)]
+    rows[1]['val']['accuracy'] = True          # not a number: skipped
+    assert metric_series(rows, 'val', 'multi_label.macro_f1') == ([1, 2], [0.35, 0.4])
+    assert metric_series(rows, 'val', 'multi_label.macro_f1', True) == ([1, 2], [0.1, 0.1])
+    assert metric_series(rows, 'val', 'accuracy') == ([0, 2], [0.15, 0.35])
+    assert metric_series(rows, 'val', 'accuracy', baseline=True) == ([0, 1, 2], [0.4] * 3)
+    assert metric_series(rows, 'train', 'mean_iou') == ([], [])
 
 
 def test_curves_of_an_unusable_file_raise(tmp_path):

@@ -3,7 +3,8 @@
 Drawn with matplotlib's Agg canvas (no display, no pyplot state); files are written atomically.
 The metrics file has one JSON object per epoch: ``{"epoch": int, "train": {...}, "val": {...}}``
 where each phase holds scalars (``loss``, ``giou``, ``l1``, ``cls``, ``accuracy``, ``macro_f1``,
-``mean_iou``, ...) and optionally ``baseline`` ({``accuracy``, ``macro_f1``}).
+``mean_iou``, ``share_iou_50``), optionally ``baseline`` ({``accuracy``, ``macro_f1``}) and
+``multi_label`` ({``macro_f1``, ``baseline``: {``macro_f1``}}), as the metric meters give them.
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 PathLike = Union[str, 'os.PathLike[str]']
-#: Panels of the curve plot: title and the phase keys drawn in it.
+#: Panels of the curve plot: title and the phase keys (dotted paths) drawn in it.
 PANELS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ('loss', ('loss', 'giou', 'l1', 'cls')),
-    ('classification', ('accuracy', 'macro_f1')),
+    ('classification', ('accuracy', 'macro_f1', 'multi_label.macro_f1')),
     ('box', ('mean_iou', 'share_iou_50')),
 )
 PHASES = ('train', 'val')
@@ -57,16 +58,22 @@ def _save(figure: Figure, out_png: PathLike) -> Path:
     return out
 
 
-def _series(rows: Sequence[Dict[str, Any]], phase: str, key: str, baseline: bool = False
-            ) -> Tuple[List[float], List[float]]:
-    """(epochs, values) of one scalar, skipping epochs where it is missing or null."""
+def metric_series(rows: Sequence[Dict[str, Any]], phase: str, key: str,
+                  baseline: bool = False) -> Tuple[List[float], List[float]]:
+    """(epochs, values) of one scalar, skipping epochs where it is missing or null.
+
+    ``key`` is a dotted path into the phase; ``baseline`` reads the always-normal value, stored
+    under ``baseline`` next to the key (``multi_label.baseline.macro_f1``).
+    """
+    path = key.split('.')
+    if baseline:
+        path.insert(-1, 'baseline')
     xs, ys = [], []
     for row in rows:
-        values = row.get(phase) or {}
-        if baseline:
-            values = values.get('baseline') or {}
-        value = values.get(key)
-        if isinstance(value, (int, float)) and 'epoch' in row:
+        value = row.get(phase)
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 'epoch' in row:
             xs.append(row['epoch'])
             ys.append(float(value))
     return xs, ys
@@ -86,8 +93,10 @@ def plot_curves(metrics_jsonl_path: PathLike, out_png: PathLike) -> Path:
         for number, key in enumerate(keys):
             colour = f'C{number}'
             for phase, style in zip(PHASES, ('-', '--')):
-                lines.append((f'{phase} {key}', style, colour, _series(rows, phase, key)))
-            lines.append((f'always-normal {key}', ':', colour, _series(rows, 'val', key, True)))
+                series = metric_series(rows, phase, key)
+                lines.append((f'{phase} {key}', style, colour, series))
+            series = metric_series(rows, 'val', key, baseline=True)
+            lines.append((f'always-normal {key}', ':', colour, series))
         lines = [line for line in lines if line[3][0]]
         if lines:
             panels.append((title, lines))
