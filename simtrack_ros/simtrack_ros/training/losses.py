@@ -6,7 +6,7 @@ the losses compare (x1, y1, x2, y2) boxes, as STARK/SimTrack do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -67,11 +67,12 @@ def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
 
 def _area(boxes: torch.Tensor) -> torch.Tensor:
     """Area of xyxy boxes; inverted boxes (x2 < x1 or y2 < y1) have area 0."""
-    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(
-        min=0)
+    sizes = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
+    return sizes[..., 0] * sizes[..., 1]
 
 
-def _iou_union(boxes1: torch.Tensor, boxes2: torch.Tensor):
+def _iou_union(boxes1: torch.Tensor, boxes2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return the IoU and the union area of paired xyxy boxes."""
     lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
     rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(dim=-1)
