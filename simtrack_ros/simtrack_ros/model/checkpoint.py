@@ -13,6 +13,9 @@ Our format is a dict::
 
     {'format': 'simtrack_ros', 'format_version': 1, 'config': {...}, 'class_names': [...],
      'trained_heads': [...], 'metadata': {...}, 'state_dict': {...}}
+
+plus, in a training checkpoint (``simtrack-finetune``), ``'training'``: the run's optimizer,
+schedule and random-number states (plain data and tensors), which the loaders here ignore.
 """
 from __future__ import annotations
 
@@ -394,6 +397,11 @@ def load_checkpoint(path: PathLike, config: Optional[SimTrackConfig] = None,
 
 
 def _atomic_save(payload: Any, path: PathLike) -> Path:
+    """Write to a unique temporary sibling, fsync it, rename it over ``path``, fsync the folder.
+
+    A crash at any point leaves the previous file at ``path`` whole (at worst a stale
+    ``.<name>.<pid>.<hex>.tmp`` sibling remains).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # A unique sibling created with open() (not mkstemp), so the file mode follows the umask.
@@ -407,12 +415,22 @@ def _atomic_save(payload: Any, path: PathLike) -> Path:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a power cut
+    finally:
+        os.close(folder)
     return target
 
 
 def save_checkpoint(model: SimTrack, path: PathLike,
-                    metadata: Optional[Mapping[str, Any]] = None) -> Path:
-    """Write ``model`` in our format (atomically: temp file, then rename)."""
+                    metadata: Optional[Mapping[str, Any]] = None,
+                    training: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``model`` in our format (atomically: temp file, then rename).
+
+    ``training`` (a training run's state: plain data and tensors that ``weights_only``
+    loading accepts) is stored under ``'training'``.
+    """
     metadata = dict(metadata or {})
     try:
         json.dumps(metadata)
@@ -427,6 +445,8 @@ def save_checkpoint(model: SimTrack, path: PathLike,
         'metadata': metadata,
         'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if training is not None:
+        payload['training'] = dict(training)
     return _atomic_save(payload, path)
 
 
