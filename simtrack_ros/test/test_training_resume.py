@@ -1,0 +1,127 @@
+"""Resume exactness and crash safety of training checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from training_data import make_dataset, model_args
+
+from simtrack_ros.model import load_checkpoint
+from simtrack_ros.model import checkpoint as model_checkpoint
+from simtrack_ros.training.checkpointing import read_training_entry, remove_stale_temps
+from simtrack_ros.training.cli import main
+from simtrack_ros.training.trainer import Trainer
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp('resume') / 'data', sequences=4, frames=8)
+
+
+def run_args(data: Path, out: Path, workers: int) -> list:
+    # Everything that carries state across epochs: warm-up + cosine, clipping, accumulation
+    # with a partial last group, dropout, augmentation, class weights.
+    return ['--data_dir', str(data), '--out', str(out), '--task', 'joint', '--epochs', '3',
+            '--batch_size', '4', '--samples_per_epoch', '20', '--val_samples', '8',
+            '--accum_steps', '2', '--schedule', 'cosine', '--warmup_steps', '3',
+            '--grad_clip', '0.5', '--lr', '1e-3', '--val_split', '0.25', '--num_workers',
+            str(workers), '--no-tensorboard', *model_args()]
+
+
+def steps(out: Path) -> list:
+    return [json.loads(line) for line in (out / 'steps.jsonl').read_text().splitlines()]
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    original = Trainer._optimizer_step
+
+    def step_or_stop(self):
+        if self.state.step == step:
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(Trainer, '_optimizer_step', step_or_stop)
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_resumed_run_repeats_the_uninterrupted_losses(data, tmp_path, monkeypatch, workers):
+    whole, cut = tmp_path / 'whole', tmp_path / 'cut'
+    assert main(run_args(data, whole, workers)) == 0
+    # 5 batches -> 3 optimizer steps per epoch; stop inside epoch 3, after 1 of its steps.
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 7)
+        with pytest.raises(KeyboardInterrupt):
+            main(run_args(data, cut, workers))
+    assert read_training_entry(cut / 'last.pth')['epoch'] == 2
+    assert len(steps(cut)) == 7  # the partial epoch's step is in the log until the resume
+    assert main(['--resume', str(cut / 'last.pth')]) == 0
+    expected, resumed = steps(whole), steps(cut)
+    assert [s['step'] for s in resumed] == list(range(1, 10))
+    for key in ('loss', 'giou', 'l1', 'cls', 'lr', 'grad_norm'):
+        assert [s[key] for s in resumed] == [s[key] for s in expected], key
+    rows = [json.loads(line) for line in (cut / 'metrics.jsonl').read_text().splitlines()]
+    assert [row['epoch'] for row in rows] == [1, 2, 3]
+    final = [torch.load(out / 'last.pth', weights_only=True)['state_dict'] for out in (whole, cut)]
+    assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+
+
+def test_crash_while_saving_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    out = tmp_path / 'out'
+    args = run_args(data, out, 0)
+    assert main(args[:args.index('--epochs') + 1] + ['1'] + args[args.index('--epochs') + 2:]
+                ) == 0
+    good = (out / 'last.pth').read_bytes()
+    real_save = torch.save
+
+    def torn_save(obj, stream):
+        real_save(obj, stream)
+        stream.truncate(stream.tell() // 2)  # half the file written, then the crash
+        raise OSError('disk full')
+    monkeypatch.setattr(model_checkpoint.torch, 'save', torn_save)
+    with pytest.raises(OSError, match='disk full'):
+        main(['--resume', str(out / 'last.pth'), '--epochs', '2'])
+    assert (out / 'last.pth').read_bytes() == good
+    assert not list(out.glob('.*.tmp'))
+    model, _ = load_checkpoint(out / 'last.pth')
+    assert model.trained_heads == {'box', 'cls'}
+
+
+CHILD = textwrap.dedent('''
+    import os, sys, time
+    from simtrack_ros.model import build_model, checkpoint
+    real_fsync = os.fsync
+    def slow_fsync(fd):
+        print('writing', flush=True)
+        time.sleep(60)
+    checkpoint.os.fsync = slow_fsync
+    checkpoint.save_checkpoint(build_model(sys.argv[2]), sys.argv[1])
+''')
+
+
+def test_sigkill_mid_save_leaves_the_previous_file(tmp_path):
+    from simtrack_ros.model import build_model, save_checkpoint
+    path = tmp_path / 'last.pth'
+    old = build_model('tiny')
+    old.trained_heads = {'box'}
+    save_checkpoint(old, path)
+    before = path.read_bytes()
+    child = subprocess.Popen([sys.executable, '-c', CHILD, str(path), 'tiny'],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == 'writing'
+        temps = list(tmp_path.glob('.last.pth.*.tmp'))
+        assert len(temps) == 1 and temps[0].stat().st_size > 0
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)[0].trained_heads == {'box'}
+    assert remove_stale_temps(tmp_path) == temps and not list(tmp_path.glob('.*.tmp'))
