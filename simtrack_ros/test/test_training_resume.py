@@ -13,8 +13,8 @@ import pytest
 import torch
 from training_data import make_dataset, model_args
 
-from simtrack_ros.model import load_checkpoint
 from simtrack_ros.model import checkpoint as model_checkpoint
+from simtrack_ros.model import load_checkpoint
 from simtrack_ros.training.checkpointing import read_training_entry, remove_stale_temps
 from simtrack_ros.training.cli import main
 from simtrack_ros.training.trainer import Trainer
@@ -92,16 +92,15 @@ def test_crash_while_saving_keeps_the_last_good_checkpoint(data, tmp_path, monke
     assert model.trained_heads == {'box', 'cls'}
 
 
-CHILD = textwrap.dedent('''
-    import os, sys, time
+CHILD = textwrap.dedent("""
+    import sys, time
     from simtrack_ros.model import build_model, checkpoint
-    real_fsync = os.fsync
     def slow_fsync(fd):
         print('writing', flush=True)
         time.sleep(60)
     checkpoint.os.fsync = slow_fsync
     checkpoint.save_checkpoint(build_model(sys.argv[2]), sys.argv[1])
-''')
+""")
 
 
 def test_sigkill_mid_save_leaves_the_previous_file(tmp_path):
