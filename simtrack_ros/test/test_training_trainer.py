@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import sys
+import types
 
 from node_helpers import frame, image, TrackerUnderTest
 import numpy as np
@@ -14,6 +16,7 @@ from simtrack_ros.challenges import CHALLENGE_NAMES, UNKNOWN_ID
 from simtrack_ros.model import build_model, get_config, load_checkpoint, save_checkpoint
 from simtrack_ros.model.checkpoint import save_official_state_dict
 from simtrack_ros.training.cli import main
+from simtrack_ros.training.observe import RunLog
 from simtrack_ros.training.settings import TrainSettings
 from simtrack_ros.training.start import model_config, parse_model_options
 
@@ -120,6 +123,64 @@ def test_guide_preset_trains_the_head_from_each_starting_point(data, tmp_path, s
     frozen = [k for k in trained if k.startswith(('backbone.', 'bottleneck.'))]
     assert all(torch.equal(trained[k], initial[k]) for k in frozen if 'visual' in k)
     assert not torch.equal(trained['classifier.weight'], initial['classifier.weight'])
+
+
+def test_two_stage_schedule_unfreezes_the_backbone_at_the_second_stage(data, tmp_path):
+    start = build_model(model_config(TrainSettings(config='tiny', model_options=tuple(
+        model_args()[3::2]))))
+    save_checkpoint(start, tmp_path / 'start.pth')
+    out = tmp_path / 'out'
+    assert main(fast(data, out, '--preset', 'guide', '--epochs', '2', '--stage2_epoch', '1',
+                     '--lr', '1e-3', '--stage2_lr', '1e-4', '--balance', 'sampler',
+                     '--pretrained_weights', str(tmp_path / 'start.pth'))) == 0
+    rates = {(s['epoch'], s['lr']) for s in jsonl(out / 'steps.jsonl')}
+    assert rates == {(1, 1e-3), (2, 1e-4)}
+    trained = load_checkpoint(out / 'last.pth')[0].state_dict()
+    key = 'backbone.visual.transformer.resblocks.0.attn.in_proj_weight'
+    assert not torch.equal(trained[key], start.state_dict()[key])
+
+
+def test_scratch_preset_trains_the_box_head_on_unannotated_sequences(tmp_path):
+    data = make_dataset(tmp_path / 'plain', sequences=4, frames=8, annotate=False)
+    out = tmp_path / 'out'
+    assert main(fast(data, out, '--preset', 'scratch', '--epochs', '1', '--samples_per_epoch',
+                     '16', '--val_samples', '8', '--val_split', '0.25')) == 0
+    raw = torch.load(out / 'last.pth', weights_only=True)
+    assert raw['trained_heads'] == ['box']
+    assert raw['training']['best']['metric'] == 'mean_iou'
+    val = jsonl(out / 'metrics.jsonl')[0]['val']
+    assert val['box_samples'] == 8 and 'accuracy' not in val
+
+
+def test_tensorboard_gets_the_epoch_scalars_when_installed(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class Writer:
+        def __init__(self, logdir):
+            calls.append(('dir', logdir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            calls.append('closed')
+    module = types.ModuleType('torch.utils.tensorboard')
+    module.SummaryWriter = Writer
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', module)
+    log = RunLog(tmp_path, print)
+    log.epoch({'epoch': 1, 'train': {'loss': 1.5, 'lr': 1e-4},
+               'val': {'accuracy': 0.5, 'baseline': {'accuracy': 0.25}, 'confusion': [[1]]}})
+    log.close()
+    assert ('dir', str(tmp_path / 'tensorboard')) in calls and calls[-1] == 'closed'
+    assert {('train/loss', 1.5, 1), ('val/accuracy', 0.5, 1),
+            ('val/baseline/accuracy', 0.25, 1)} <= set(calls[1:-1])
+    assert not any('confusion' in call[0] for call in calls[1:-1])
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)
+    RunLog(tmp_path, print).close()
+    assert 'TensorBoard is not installed' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('precision', ['bf16', 'fp16'])

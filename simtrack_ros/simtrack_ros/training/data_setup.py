@@ -4,7 +4,8 @@
 task          training samples                       validation
 ============  =====================================  ==========================================
 ``cls``       ClassificationDataset (augmented)      ClassificationDataset (no jitter): classes
-``joint``     TrackingPairDataset with labels        both of the rows around it
+``joint``     TrackingPairDataset, search frames     both of the rows around it
+              among the annotated ones
 ``box``       TrackingPairDataset, labels optional   TrackingPairDataset drawn once: box IoU
 ============  =====================================  ==========================================
 
@@ -87,7 +88,8 @@ def build_data(settings: TrainSettings, config: SimTrackConfig,
     else:
         train = TrackingPairDataset(train_items, crops, settings.samples_per_epoch,
                                     settings.max_gap, augment=augment, seed=settings.seed,
-                                    with_labels=settings.trains_cls)
+                                    with_labels=settings.trains_cls,
+                                    labelled_search=settings.trains_cls)
     data = RunData(train=train, val_cls=None, val_box=None)
     if val_items and settings.trains_cls:
         data.val_cls = ClassificationDataset(val_items, crops, settings.max_samples_per_seq)
