@@ -20,6 +20,7 @@ def test_torchrun_two_processes_train_and_write_one_checkpoint(tmp_path):
                '--data_dir', str(data), '--out', str(out), '--task', 'joint', '--epochs', '2',
                '--batch_size', '4', '--samples_per_epoch', '24', '--val_samples', '8',
                '--num_workers', '0', '--val_split', '0.34', '--device', 'cpu',
+               '--stage2_epoch', '1', '--lr', '1e-3', '--stage2_lr', '1e-4',
                '--no-tensorboard', *model_args()]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240,
                             env={**os.environ, 'OMP_NUM_THREADS': '1'})
@@ -29,6 +30,9 @@ def test_torchrun_two_processes_train_and_write_one_checkpoint(tmp_path):
         'best.pth', 'confusion.png', 'curves.png', 'last.pth', 'metrics.jsonl', 'steps.jsonl']
     steps = [json.loads(line) for line in (out / 'steps.jsonl').read_text().splitlines()]
     assert [s['step'] for s in steps] == [1, 2, 3, 4, 5, 6]  # 24 samples / (2 ranks x 4)
+    # two stages: DDP is rebuilt when the backbone joins the trainable set
+    assert [s['lr'] for s in steps] == [1e-3] * 3 + [1e-4] * 3
+    assert 'epoch 2: ' in result.stdout and 'trainable tensors' in result.stdout
     rows = [json.loads(line) for line in (out / 'metrics.jsonl').read_text().splitlines()]
     assert [row['epoch'] for row in rows] == [1, 2]
     assert all(row['train']['epoch_samples'] == 24 for row in rows)  # both ranks' batches

@@ -249,6 +249,15 @@ def test_clear_errors_exit_with_status_2(data, tmp_path, capsys, case, message):
     assert not (tmp_path / 'out' / 'last.pth').exists()
 
 
+def test_an_output_folder_with_a_run_is_not_overwritten_by_accident(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'last.pth').write_bytes(b'an earlier run')
+    assert main(fast(data, out, '--epochs', '1')) == 2
+    assert 'holds a run already: continue it with --resume' in capsys.readouterr().err
+    assert (out / 'last.pth').read_bytes() == b'an earlier run'
+
+
 def test_help_explains_the_guide_flags(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(['--help'])

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 
 from simtrack_ros.model.checkpoint import CheckpointError, load_checkpoint
-from simtrack_ros.training.checkpointing import read_training_entry
+from simtrack_ros.training.checkpointing import LAST, read_training_entry
 from simtrack_ros.training.data_setup import build_data, split_items
 from simtrack_ros.training.distributed import close_distributed, init_distributed, World
 from simtrack_ros.training.evaluate import EVAL_SPLITS, evaluate_checkpoint
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='same as --task joint')
     run.add_argument('--resume', metavar='CKPT', help='continue the run of this last.pth '
                      'exactly (its settings and split; explicit flags override)')
+    run.add_argument('--overwrite', action='store_true', help='start afresh in an --out that '
+                     'holds a run (its checkpoints and logs are replaced)')
     run.add_argument('--evaluate', metavar='CKPT', help='instead of training: classification '
                      'report and confusion matrix of CKPT on --data_dir, written to --out')
     run.add_argument('--eval_split', choices=EVAL_SPLITS, help='with --evaluate: all sequences '
@@ -153,14 +155,16 @@ def _explicit(namespace: argparse.Namespace) -> Dict[str, Any]:
     return values
 
 
-def _settings(explicit: Dict[str, Any], resume: Optional[str]) -> TrainSettings:
-    base = None
-    if resume is not None:
-        base = TrainSettings.from_dict(read_training_entry(resume)['settings'])
+def _settings(explicit: Dict[str, Any], entry: Optional[Dict[str, Any]]) -> TrainSettings:
+    overwrite = explicit.pop('overwrite', False)
+    base = None if entry is None else TrainSettings.from_dict(entry['settings'])
     settings = resolve(explicit, base)
     if not settings.data_dir:
         raise ValueError('--data_dir is required')
     check(settings)
+    if entry is None and (Path(settings.out) / LAST).exists() and not overwrite:
+        raise ValueError(f'{settings.out} holds a run already: continue it with --resume '
+                         f'{Path(settings.out) / LAST}, or choose another --out (or --overwrite)')
     return settings
 
 
@@ -170,17 +174,16 @@ def _device_type(requested: str) -> str:
     return torch.device(requested).type
 
 
-def _prepare(settings: TrainSettings, resume: Optional[str], world: World) -> Trainer:
+def _prepare(settings: TrainSettings, resume: Optional[str], entry: Optional[Dict[str, Any]],
+             world: World) -> Trainer:
     say = print if world.is_main else (lambda text: None)
     device = resolve_device(settings.device, world.local_rank)
     precision, notes = resolve_precision(settings.precision, device)
     seed_everything(settings.seed)
     if settings.deterministic:
         make_deterministic()
-    entry = None
     if resume is not None:
-        entry = read_training_entry(resume)
-        model, report = load_checkpoint(resume)
+        model, _ = load_checkpoint(resume)
         model.train()
         notes += [f'resuming after epoch {entry["epoch"]} (step {entry["step"]}) of {resume}']
     else:
@@ -227,14 +230,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if 'evaluate' in explicit:
             return _evaluate(explicit)
         resume = explicit.pop('resume', None)
-        settings = _settings(explicit, resume)
+        entry = None if resume is None else read_training_entry(resume)
+        settings = _settings(explicit, entry)
     except USAGE_ERRORS as exc:
         print(f'{PROG}: error: {exc}', file=sys.stderr)
         return 2
     world = init_distributed(_device_type(settings.device))
     try:
         try:
-            trainer = _prepare(settings, resume, world)
+            trainer = _prepare(settings, resume, entry, world)
         except USAGE_ERRORS as exc:
             print(f'{PROG}: error: {exc}', file=sys.stderr)
             return 2

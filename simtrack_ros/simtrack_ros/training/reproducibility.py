@@ -7,6 +7,7 @@ stopped. The states of the generators are stored in checkpoints too (:func:`rng_
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Dict
 
@@ -41,6 +42,7 @@ def seed_worker(worker_id: int) -> None:
 
 def make_deterministic() -> None:
     """Ask torch for deterministic kernels (errors on ops that have none)."""
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')  # deterministic cuBLAS
     torch.use_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.benchmark = False
 

@@ -119,6 +119,8 @@ class Trainer:
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(out)
+            if resume is None:
+                (out / BEST).unlink(missing_ok=True)  # an earlier run's (--overwrite)
             self.log = RunLog(out, self.print, settings.tensorboard)
             self.log.rewind(self.state.epoch, self.state.step)
 
