@@ -6,7 +6,7 @@ evaluation and the export load it as it is, plus a ``'training'`` entry::
 
     {'epoch': completed epochs, 'step': optimizer steps, 'settings': TrainSettings.to_dict(),
      'split': {'train': [sequence names], 'val': [...]}, 'optimizer': state_dict,
-     'scaler': GradScaler state_dict, 'schedule': LrSchedule fields, 'rng': rng_state(),
+     'scaler': GradScaler state_dict, 'scheduler': LrSchedule fields, 'rng': rng_state(),
      'best': {'metric': name, 'value': float | None, 'epoch': int | None}, 'metrics': {...}}
 
 Everything in it is plain data or tensors: ``torch.load(weights_only=True)`` reads it.
@@ -67,7 +67,7 @@ class TrainingState:
     epoch: int = 0                      # completed epochs
     step: int = 0                       # optimizer steps taken
     split: Dict[str, List[str]] = field(default_factory=dict)
-    best: Best = field(default_factory=lambda: Best('val_macro_f1'))
+    best: Best = field(default_factory=lambda: Best('macro_f1'))
 
 
 def save_training_checkpoint(path: PathLike, model: SimTrack, state: TrainingState,
@@ -75,8 +75,8 @@ def save_training_checkpoint(path: PathLike, model: SimTrack, state: TrainingSta
                              metrics: Optional[Mapping[str, Any]] = None) -> Path:
     """Write ``model`` with a ``'training'`` entry of ``state`` and ``payload`` (atomically).
 
-    ``payload`` holds the tensors' owners' states (``settings``, ``optimizer``, ``scaler``,
-    ``schedule``, ``rng``); ``metrics`` are the epoch's, also put in the JSON metadata.
+    ``payload`` holds the run's states (``settings``, ``optimizer``, ``scaler``,
+    ``scheduler``, ``rng``); ``metrics`` are the epoch's.
     """
     metrics = plain(metrics or {})
     training = {'epoch': state.epoch, 'step': state.step, 'split': plain(state.split),

@@ -138,8 +138,8 @@ class Trainer:
     def _payload(self) -> Dict[str, Any]:
         return {'settings': self.settings.to_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scaler': self.scaler.state_dict(), 'rng': rng_state(),
-                'schedule': {'kind': self.schedule.kind, 'lr': self.schedule.lr,
-                             'steps_per_epoch': self.steps_per_epoch}}
+                'scheduler': {'kind': self.schedule.kind, 'lr': self.schedule.lr,
+                              'steps_per_epoch': self.steps_per_epoch}}
 
     def _save(self, metrics: Mapping[str, Any], improved: bool) -> None:
         self.model.trained_heads = set(self.heads)
