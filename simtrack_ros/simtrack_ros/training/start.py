@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from simtrack_ros.challenges import CHALLENGE_NAMES
+from simtrack_ros.challenges import CHALLENGE_NAMES, reorder_index
 from simtrack_ros.model.checkpoint import (CheckpointError, FORMAT_NAME, load_checkpoint,
                                            read_checkpoint)
 from simtrack_ros.model.config import get_config, SimTrackConfig
@@ -64,8 +64,8 @@ def _stored_config(path: str) -> Optional[SimTrackConfig]:
         raise CheckpointError(f'{path}: malformed model config [{exc}]') from None
 
 
-def model_config(settings: TrainSettings, stored: Optional[SimTrackConfig] = None
-                 ) -> SimTrackConfig:
+def model_config(settings: TrainSettings, stored: Optional[SimTrackConfig] = None,
+                 source: str = '') -> SimTrackConfig:
     """Return the config to train: ``--config`` (else the checkpoint's, else B/16), changed."""
     changes = parse_model_options(settings.model_options)
     for name in ('multi_label', 'fusion'):
@@ -76,10 +76,11 @@ def model_config(settings: TrainSettings, stored: Optional[SimTrackConfig] = Non
     else:
         base = get_config(settings.config or DEFAULT_CONFIG)
     if list(base.class_names) != list(CHALLENGE_NAMES):
-        if sorted(base.class_names) != sorted(CHALLENGE_NAMES):
-            raise CheckpointError(
-                f'class list does not match: the checkpoint has {list(base.class_names)}, the '
-                f'dataset labels are {list(CHALLENGE_NAMES)}')
+        try:
+            reorder_index(base.class_names, CHALLENGE_NAMES)
+        except ValueError as exc:  # names what is missing and what is extra
+            raise CheckpointError(f'{source}: class list does not match the dataset labels: '
+                                  f'{exc}') from None
         changes['class_names'] = CHALLENGE_NAMES
     return base.replace(**changes) if changes else base
 
@@ -96,6 +97,6 @@ def start_model(settings: TrainSettings) -> Tuple[SimTrack, List[str]]:
         model = build_model(config)
         model.trained_heads = set()
         return model.train(), notes
-    config = model_config(settings, _stored_config(path))
+    config = model_config(settings, _stored_config(path), path)
     model, report = load_checkpoint(path, config=config)
     return model.train(), report.summary().splitlines()
