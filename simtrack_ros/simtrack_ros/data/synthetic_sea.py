@@ -164,13 +164,16 @@ def _paint_scene(canvas: np.ndarray, origin: Tuple[int, int], t: float, view: Se
     """
     height, width = canvas.shape[1:]
     v = np.arange(origin[1], origin[1] + height, dtype=np.float32)[:, None]
-    sky_weight = np.clip(v / max(view.horizon, 1.0), 0.0, 1.0)
+    top = min(max(math.floor(view.horizon) - origin[1], 0), height)
+    # Sky down to a few rows under the horizon (the sea blends into it there).
+    sky_rows = slice(0, min(top + 6, height))
+    sky_weight = np.clip(v[sky_rows] / max(view.horizon, 1.0), 0.0, 1.0)
     fog = palette.fog
     for channel in range(3):
         sky = _lerp(palette.sky_top[channel], palette.sky_horizon[channel], sky_weight)
-        canvas[channel] = sky if not fog else _lerp(sky, palette.fog_colour[channel], fog)
+        canvas[channel, sky_rows] = sky if not fog else _lerp(sky, palette.fog_colour[channel],
+                                                              fog)
     foam = np.zeros((height, width), np.float32)
-    top = int(np.clip(math.floor(view.horizon) - origin[1], 0, height))
     if top >= height:
         return foam
     v = v[top:]

@@ -223,7 +223,7 @@ def project_vessel(model: VesselModel, yaw: float, elevation: float, pixels: flo
         screen = _to_scene(part.vertices, right, up, pixels, anchor)
         facing = part.normals @ view
         lit = part.normals @ sun_in_vessel
-        lit = np.abs(lit) if part.two_sided else np.clip(lit, 0.0, 1.0)
+        lit = np.abs(lit) if part.two_sided else np.maximum(lit, 0.0)   # unit vectors
         for face, normal_facing, shade, colour in zip(part.faces, facing, lit, part.colours):
             if not part.two_sided and normal_facing <= 1e-6:
                 continue
