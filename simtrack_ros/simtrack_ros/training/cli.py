@@ -52,7 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='presets:\n' + '\n'.join(
             f'  {name}: ' + ', '.join(f'{k}={v}' for k, v in values.items())
             for name, values in PRESETS.items()))
-    flag = parser.add_argument
     run = parser.add_argument_group('run')
     run.add_argument('--data_dir', help='dataset root (GOT-10k/MVTD layout with '
                      'annotations.jsonl per sequence; train/ and val/ folders are used as the '

@@ -44,7 +44,7 @@ def evaluate_checkpoint(checkpoint: str, data_dir: str, out: Path, split: str = 
                         precision: str = 'fp32', print_fn: Callable[[str], None] = print
                         ) -> Dict[str, Any]:
     """Evaluate ``checkpoint``'s class head on ``data_dir``; write the reports to ``out``."""
-    model, report = load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     if not model.cls_head_trained:
         raise ValueError(f'{checkpoint}: the classification head is untrained: nothing to '
                          'evaluate (train one with simtrack-finetune)')
@@ -67,7 +67,8 @@ def evaluate_checkpoint(checkpoint: str, data_dir: str, out: Path, split: str = 
     (out / 'classification_report.txt').write_text(text + '\n', encoding='utf-8')
     plot_confusion(metrics['confusion'], metrics['class_names'], out / 'confusion.png',
                    title=f'{Path(checkpoint).name} on {Path(data_dir).name} ({split})')
-    print_fn(f'{checkpoint}: {len(dataset)} samples from {len(items)} sequences '
-             f'({report.source})')
+    print_fn(f'{checkpoint} ({model.config.name}, '
+             f'{"multi-label" if model.config.multi_label else "single-label"}): '
+             f'{len(dataset)} samples from {len(items)} sequences')
     print_fn(text)
     return metrics
