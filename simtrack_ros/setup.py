@@ -30,6 +30,8 @@ setup(
             'demo_camera = simtrack_ros.ros.demo_camera:main',
             'convert_checkpoint = simtrack_ros.model.convert:main',
             'simtrack-annotate = simtrack_ros.data.annotate:main',
+            'simtrack-synth = simtrack_ros.data.synth_cli:main',
+            'simtrack-finetune = simtrack_ros.training.cli:main',
         ],
     },
 )

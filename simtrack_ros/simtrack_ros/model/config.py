@@ -110,6 +110,11 @@ _CONFIGS: Dict[str, SimTrackConfig] = {
     'tiny': SimTrackConfig(
         name='tiny', width=192, layers=4, heads=3, clip_proj_dim=128, hidden_dim=64,
         cls_hidden_dim=128),
+    # The demo weights' model: tiny's encoder on 64 px templates and 128 px search crops
+    # (about 4x fewer tokens than tiny; trained from scratch on synthetic sea scenes).
+    'small': SimTrackConfig(
+        name='small', width=192, layers=4, heads=3, clip_proj_dim=128, hidden_dim=64,
+        cls_hidden_dim=128, template_size=64, search_size=128, foveal_size=32),
 }
 
 CONFIG_NAMES: Tuple[str, ...] = tuple(_CONFIGS)
