@@ -23,8 +23,11 @@ the thresholds; ``docs/data.md`` defines each measure):
   times the target's coverage;
 - low resolution: OTB's rule on the area the camera really resolved, box area over the
   square of the down-sampling factor below ``low_resolution_area`` pixels;
-- low contrast: the mean colour distance of the target's visible pixels from the mean colour of
-  its surroundings in the final image is below ``low_contrast`` (of 255).
+- low contrast: the mean RGB distance of the target's visible pixels from the mean colour of
+  its surroundings in the final image, divided by 255, is below ``low_contrast``.
+
+``cover`` rounds half up: with the target wholly in the image, ``cover < 8`` exactly when
+occlusion is flagged (the dataset-label rule reads it back the same way).
 """
 from __future__ import annotations
 
