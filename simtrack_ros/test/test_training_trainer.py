@@ -16,6 +16,7 @@ from simtrack_ros.challenges import CHALLENGE_NAMES, UNKNOWN_ID
 from simtrack_ros.model import build_model, get_config, load_checkpoint, save_checkpoint
 from simtrack_ros.model.checkpoint import save_official_state_dict
 from simtrack_ros.training.cli import main
+from simtrack_ros.training.data_setup import split_items
 from simtrack_ros.training.observe import RunLog
 from simtrack_ros.training.settings import TrainSettings
 from simtrack_ros.training.start import model_config, parse_model_options
@@ -256,6 +257,17 @@ def test_an_output_folder_with_a_run_is_not_overwritten_by_accident(data, tmp_pa
     assert main(fast(data, out, '--epochs', '1')) == 2
     assert 'holds a run already: continue it with --resume' in capsys.readouterr().err
     assert (out / 'last.pth').read_bytes() == b'an earlier run'
+
+
+def test_split_folders_with_the_same_sequence_names_stay_apart(tmp_path):
+    make_dataset(tmp_path / 'train', sequences=2, frames=3)
+    make_dataset(tmp_path / 'val', sequences=1, frames=3, seed=1)
+    settings = TrainSettings(data_dir=str(tmp_path))
+    train, val, split = split_items(settings)
+    assert split == {'train': ['train/seq_000', 'train/seq_001'], 'val': ['val/seq_000']}
+    again = split_items(settings, split)
+    assert [(i.split, i.name) for i in again[0] + again[1]] == [
+        (i.split, i.name) for i in train + val]
 
 
 def test_help_explains_the_guide_flags(capsys):

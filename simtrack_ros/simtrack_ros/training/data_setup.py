@@ -33,8 +33,13 @@ from simtrack_ros.training.settings import TrainSettings
 Split = Dict[str, List[str]]
 
 
+def item_key(item: AnnotatedSequence) -> str:
+    """Return the name a split stores: ``<split folder>/<sequence>`` with split folders."""
+    return f'{item.split}/{item.name}' if item.split else item.name
+
+
 def _names(items: Sequence[AnnotatedSequence]) -> List[str]:
-    return [item.name for item in items]
+    return [item_key(item) for item in items]
 
 
 def split_items(settings: TrainSettings, stored: Optional[Split] = None
@@ -44,7 +49,7 @@ def split_items(settings: TrainSettings, stored: Optional[Split] = None
     if stored is None:
         train, val = split_by_sequence(items, settings.val_split, settings.seed)
     else:
-        by_name = {item.name: item for item in items}
+        by_name = {item_key(item): item for item in items}
         lost = [n for n in stored['train'] + stored['val'] if n not in by_name]
         if lost:
             raise ValueError(f"{settings.data_dir}: sequences of the checkpoint's split are "

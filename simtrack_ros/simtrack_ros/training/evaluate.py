@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from simtrack_ros.model.checkpoint import load_checkpoint
 from simtrack_ros.training.checkpointing import plain, read_training_entry
-from simtrack_ros.training.data_setup import crop_settings
+from simtrack_ros.training.data_setup import crop_settings, item_key
 from simtrack_ros.training.metrics import classification_report, ClassificationMeter
 from simtrack_ros.training.plots import plot_confusion
 from simtrack_ros.training.precision import Precision
@@ -30,7 +30,7 @@ def _select(items: List[Any], checkpoint: str, split: str) -> List[Any]:
     if split == 'all':
         return items
     names = read_training_entry(checkpoint)['split'][split]
-    chosen = [item for item in items if item.name in set(names)]
+    chosen = [item for item in items if item_key(item) in set(names)]
     if not chosen:
         raise ValueError(f'none of the checkpoint\'s {split} sequences ({", ".join(names[:5])})'
                          ' is in the dataset')
@@ -60,7 +60,7 @@ def evaluate_checkpoint(checkpoint: str, data_dir: str, out: Path, split: str = 
         meter.update_from_batch(outputs['cls_logits'], batch)
     metrics = plain(meter.compute())
     metrics.update(checkpoint=str(checkpoint), data_dir=str(data_dir), split=split,
-                   sequences=[item.name for item in items])
+                   sequences=[item_key(item) for item in items])
     out.mkdir(parents=True, exist_ok=True)
     (out / 'evaluation.json').write_text(json.dumps(metrics, indent=1), encoding='utf-8')
     text = classification_report(metrics)
