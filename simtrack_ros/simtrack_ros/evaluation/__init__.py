@@ -1,0 +1,1 @@
+"""Tracker evaluation: OPE metrics, runs over sequences, OpenCV baselines, reports (ROS-free)."""
