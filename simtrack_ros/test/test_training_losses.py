@@ -165,6 +165,18 @@ def test_weighted_cross_entropy_matches_torch_and_skips_unlabelled_samples():
     assert logits.grad[keep].abs().sum().item() > 0.0
 
 
+def test_unlabelled_rows_with_the_dataset_sentinel_label_are_skipped():
+    """Rows without a record carry NO_LABEL (-100): no index error, no loss, no gradient."""
+    logits = torch.randn(3, N, requires_grad=True)
+    loss = SimTrackLoss(class_weight=class_weights(np.arange(1, N + 1)), train_box=False)
+    terms = loss({'cls_logits': logits}, batch_of([2, -100, 5], has_label=[1, 0, 1]))
+    reference = SimTrackLoss(class_weight=class_weights(np.arange(1, N + 1)), train_box=False)(
+        {'cls_logits': logits[[0, 2]]}, batch_of([2, 5], has_label=[1, 1]))
+    assert terms['cls'].item() == pytest.approx(reference['cls'].item(), rel=1e-6)
+    terms['total'].backward()
+    assert logits.grad[1].abs().sum().item() == 0.0
+
+
 def test_a_batch_without_labels_costs_zero_but_keeps_the_graph():
     logits = torch.randn(2, N, requires_grad=True)
     terms = SimTrackLoss(train_box=False)({'cls_logits': logits},

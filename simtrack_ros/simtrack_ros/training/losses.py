@@ -165,8 +165,10 @@ class SimTrackLoss(nn.Module):
                        labelled: torch.Tensor) -> torch.Tensor:
         """Weighted mean as ``nn.CrossEntropyLoss(weight)``, over labelled samples."""
         labels = labels.to(logits.device, torch.long)
-        per_sample = F.cross_entropy(logits, labels, reduction='none')
-        weight = labelled if self.class_weight is None else self.class_weight[labels] * labelled
+        # Unlabelled rows carry -100 (NO_LABEL): give them a valid index, their weight is 0.
+        safe = torch.where(labelled > 0, labels, torch.zeros_like(labels))
+        per_sample = F.cross_entropy(logits, safe, reduction='none')
+        weight = labelled if self.class_weight is None else self.class_weight[safe] * labelled
         return (per_sample * weight).sum() / weight.sum().clamp(min=_EPS)
 
     def _bce(self, logits: torch.Tensor, batch: Dict[str, torch.Tensor],

@@ -51,6 +51,9 @@ def _save(figure: Figure, out_png: PathLike) -> Path:
     try:
         with os.fdopen(handle, 'wb') as stream:
             figure.savefig(stream, format='png')
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; a plot is for everyone
         os.replace(tmp, out)
     except BaseException:
         os.unlink(tmp)
