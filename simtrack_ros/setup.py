@@ -15,6 +15,8 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*launch.[pxy][yma]*')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml') + glob('config/*.xml')),
+        # The demo weights (docs/demo-model.md), found by ros/model_loading.py.
+        (os.path.join('share', PACKAGE, 'weights'), glob('weights/*.pth')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

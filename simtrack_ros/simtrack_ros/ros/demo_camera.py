@@ -1,15 +1,26 @@
-"""The demo camera node: a synthetic sea scene with a moving boat, and the boat's true box.
+"""The demo camera node: a synthetic sea scene, or recorded sequences, and the target's true box.
 
-Publishes ``image`` (sensor_msgs/Image, bgr8) and ``~/ground_truth`` (vision_msgs/Detection2D
-with the same header as the image it belongs to). The pixels come from the ROS-free
-:func:`simtrack_ros.data.synthetic_sea.render_sea_frame`; frame ``n`` shows the scene at
-``t = n / fps`` whatever the timer jitter, so a run is reproducible for a given seed.
+Publishes ``image`` (sensor_msgs/Image) and ``~/ground_truth`` (vision_msgs/Detection2D with
+the same header as the image it belongs to). Two sources:
+
+* ``sequences: ''`` (default): the ROS-free
+  :func:`simtrack_ros.data.synthetic_sea.render_sea_frame`, a boat on a sea, bgr8, for ever;
+  frame ``n`` shows the scene at ``t = n / fps`` whatever the timer jitter, so a run is
+  reproducible for a given seed. The true box's ``id`` is ``ground_truth``.
+* ``sequences: FOLDER``: the frames of the sequences in a dataset folder (GOT-10k / MVTD layout,
+  one sequence or a root of several, e.g. what ``simtrack-synth`` writes), rgb8 at their own
+  size, in order, one per timer tick; then again from the start (``loop: true``) or nothing
+  more. The true box's ``id`` is ``<sequence name>:<frame index>`` (:func:`frame_key`), its
+  score 1 where the target is visible and 0 where the sequence marks it absent.
 """
 from __future__ import annotations
 
 import array
-from typing import List, Optional
+import math
+import threading
+from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
 from rclpy.node import Node
@@ -17,13 +28,16 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 
+from simtrack_ros.data import sequences as sequence_io
 from simtrack_ros.data.synthetic_sea import BoxXYWH, render_sea_frame
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.node_process import NodeProcess
 
-#: ``Detection2D.id`` and class of the ground-truth box.
+#: ``Detection2D.id`` and class of the ground-truth box of the sea scene.
 GROUND_TRUTH_ID = 'ground_truth'
 TARGET_CLASS = 'boat'
+#: One frame to publish: pixels, encoding, true box, ``Detection2D.id``, target visible.
+Frame = Tuple[np.ndarray, str, BoxXYWH, str, bool]
 
 
 def _int_descriptor(description: str, low: int, high: int) -> ParameterDescriptor:
@@ -32,59 +46,152 @@ def _int_descriptor(description: str, low: int, high: int) -> ParameterDescripto
         integer_range=[IntegerRange(from_value=low, to_value=high, step=1)])
 
 
-def ground_truth_message(image: Image, box: BoxXYWH) -> Detection2D:
-    """Return the true box of the target as a Detection2D with the header of ``image``."""
-    x, y, w, h = box
-    detection = Detection2D(header=image.header, id=GROUND_TRUTH_ID)
+def frame_key(sequence: str, index: int) -> str:
+    """Return the ground truth's ``id`` for frame ``index`` (0-based) of ``sequence``."""
+    return f'{sequence}:{index}'
+
+
+def parse_frame_key(key: str) -> Optional[Tuple[str, int]]:
+    """``(sequence, frame index)`` from a :func:`frame_key`; None for any other id."""
+    sequence, colon, index = key.rpartition(':')
+    return (sequence, int(index)) if colon and sequence and index.isdigit() else None
+
+
+def ground_truth_message(image: Image, box: BoxXYWH, key: str = GROUND_TRUTH_ID,
+                         visible: bool = True) -> Detection2D:
+    """Return the true box of the target as a Detection2D with the header of ``image``.
+
+    Non-finite coordinates (an absent target's row) become 0; ``visible`` False gives score 0.
+    """
+    x, y, w, h = (float(v) if math.isfinite(v) else 0.0 for v in box)
+    detection = Detection2D(header=image.header, id=key)
     detection.bbox.center.position.x = x + w / 2
     detection.bbox.center.position.y = y + h / 2
     detection.bbox.size_x = w
     detection.bbox.size_y = h
     hypothesis = ObjectHypothesisWithPose()
     hypothesis.hypothesis.class_id = TARGET_CLASS
-    hypothesis.hypothesis.score = 1.0
+    hypothesis.hypothesis.score = 1.0 if visible else 0.0
     detection.results.append(hypothesis)
     return detection
 
 
-class DemoCameraNode(Node):
-    """Publishes the synthetic sea scene as a camera would, plus the target's true box."""
+def read_sequences(folder: str) -> List[sequence_io.Sequence]:
+    """Read the sequences of a dataset folder, or the one sequence that ``folder`` is."""
+    return sequence_io.read_dataset(folder) or [sequence_io.read_sequence(folder)]
 
-    def __init__(self, **kwargs) -> None:
+
+class SequencePlayer:
+    """Frames of sequences in order (then again when ``loop``), read from disk one at a time."""
+
+    def __init__(self, sequences: Sequence[sequence_io.Sequence], loop: bool) -> None:
+        self.sequences = list(sequences)
+        self.loop = loop
+        self._sequence, self._index = 0, 0
+
+    def next_frame(self) -> Optional[Frame]:
+        """Return the next frame, or None after the last one when not looping."""
+        if self._index >= len(self.sequences[self._sequence]):
+            self._sequence, self._index = self._sequence + 1, 0
+            if self._sequence == len(self.sequences):
+                if not self.loop:
+                    return None
+                self._sequence = 0
+        sequence, index = self.sequences[self._sequence], self._index
+        self._index += 1
+        absent = sequence.absent is not None and bool(sequence.absent[index])
+        return (sequence.frame(index), 'rgb8', tuple(sequence.boxes[index]),
+                frame_key(sequence.name, index), not absent)
+
+
+class SeaScene:
+    """The synthetic sea scene with a moving boat, frame ``n`` at ``t = n / fps``."""
+
+    def __init__(self, width: int, height: int, fps: float, seed: int) -> None:
+        self.width, self.height, self.fps, self.seed = width, height, fps, seed
+        self._index = 0
+
+    def next_frame(self) -> Frame:
+        """Render the next frame."""
+        frame, box = render_sea_frame(self._index / self.fps, self.width, self.height,
+                                      self.seed)
+        self._index += 1
+        return frame, 'bgr8', box, GROUND_TRUTH_ID, True
+
+
+class DemoCameraNode(Node):
+    """Publishes the sea scene or recorded sequences as a camera would, plus the true box.
+
+    Args:
+        paused: start without publishing until :meth:`play` (a program that must set up its
+            subscribers first, such as the demo, so that no first frame is missed).
+        **kwargs: passed on to ``rclpy.node.Node``.
+    """
+
+    def __init__(self, paused: bool = False, **kwargs) -> None:
         super().__init__('demo_camera', **kwargs)
-        self._width = self.declare_parameter(
-            'width', 640, _int_descriptor('Image width in pixels.', 32, 4096)).value
-        self._height = self.declare_parameter(
-            'height', 480, _int_descriptor('Image height in pixels.', 32, 4096)).value
-        self._fps = self.declare_parameter('fps', 30.0, ParameterDescriptor(
+        width = self.declare_parameter(
+            'width', 640, _int_descriptor('Image width in pixels (sea scene).', 32, 4096)).value
+        height = self.declare_parameter(
+            'height', 480, _int_descriptor('Image height in pixels (sea scene).', 32,
+                                           4096)).value
+        fps = self.declare_parameter('fps', 30.0, ParameterDescriptor(
             type=ParameterType.PARAMETER_DOUBLE, description='Frames per second.',
             read_only=True,
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=120.0)])).value
-        self._seed = self.declare_parameter('seed', 0, _int_descriptor(
-            'Scene seed: wave pattern, boat path and hull colour.', 0, 2 ** 31 - 1)).value
+        seed = self.declare_parameter('seed', 0, _int_descriptor(
+            'Sea scene seed: wave pattern, boat path and hull colour.', 0, 2 ** 31 - 1)).value
+        folder = self.declare_parameter('sequences', '', ParameterDescriptor(
+            type=ParameterType.PARAMETER_STRING, read_only=True,
+            description='Dataset folder (GOT-10k/MVTD layout) whose sequences are published '
+                        "in order at their own size instead of the sea scene; '': the sea "
+                        'scene.')).value
+        loop = self.declare_parameter('loop', True, ParameterDescriptor(
+            type=ParameterType.PARAMETER_BOOL, read_only=True,
+            description='Play the sequences again after the last one (false: stop '
+                        'publishing).')).value
         self._frame_id = self.declare_parameter('frame_id', 'camera', ParameterDescriptor(
             type=ParameterType.PARAMETER_STRING, description='header.frame_id of the images.',
             read_only=True)).value
+        if folder:
+            self._source = SequencePlayer(read_sequences(folder), loop)
+            frames = sum(len(s) for s in self._source.sequences)
+            what = (f'{len(self._source.sequences)} sequences ({frames} frames) from {folder}'
+                    f'{", looping" if loop else ", once"}')
+        else:
+            self._source = SeaScene(width, height, fps, seed)
+            what = f'a synthetic sea scene, {width}x{height} bgr8'
+        self._playing = threading.Event()
+        if not paused:
+            self._playing.set()
         self._image_pub = self.create_publisher(Image, 'image', QoSProfile(depth=2))
         self._truth_pub = self.create_publisher(Detection2D, '~/ground_truth', 10)
-        self._frame_index = 0
-        self._timer = self.create_timer(1.0 / self._fps, self._publish_frame)
+        self._timer = self.create_timer(1.0 / fps, self._publish_frame)
         self.get_logger().info(
-            f'publishing a synthetic sea scene, {self._width}x{self._height} bgr8 at '
-            f'{self._fps:g} Hz, on {self._image_pub.topic_name} (true box on '
+            f'publishing {what} at {fps:g} Hz on {self._image_pub.topic_name} (true box on '
             f'{self._truth_pub.topic_name})')
 
+    def play(self) -> None:
+        """Start publishing (a camera created with ``paused=True``); any thread."""
+        self._playing.set()
+
     def _publish_frame(self) -> None:
-        frame, box = render_sea_frame(self._frame_index / self._fps, self._width,
-                                      self._height, self._seed)
-        self._frame_index += 1
-        image = Image(height=self._height, width=self._width, encoding='bgr8',
-                      is_bigendian=0, step=self._width * 3)
+        if not self._playing.is_set():
+            return
+        frame = self._source.next_frame()
+        if frame is None:
+            self._timer.cancel()
+            self.get_logger().info('all sequences published')
+            return
+        pixels, encoding, box, key, visible = frame
+        height, width = pixels.shape[:2]
+        image = Image(height=height, width=width, encoding=encoding, is_bigendian=0,
+                      step=width * 3)
         image.header.stamp = self.get_clock().now().to_msg()
         image.header.frame_id = self._frame_id
-        image.data = array.array('B', frame.tobytes())
+        image.data = array.array('B', pixels.tobytes())
         self._image_pub.publish(image)
-        self._truth_pub.publish(ground_truth_message(image, box))
+        self._truth_pub.publish(ground_truth_message(image, box, key, visible))
 
 
 def main(args: Optional[List[str]] = None) -> None:

@@ -4,18 +4,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from torch import nn
 
 from simtrack_ros.model import build_model, CheckpointError, get_config, load_checkpoint
 
 PACKAGE = 'simtrack_ros'
-#: Configuration of the demo model (``weights: ''``).
+#: The package's demo weights, relative to its share directory (and to the source tree's
+#: ``simtrack_ros/`` folder): the 'small' model trained on synthetic sea scenes
+#: (docs/demo-model.md).
+DEMO_WEIGHTS = Path('weights') / 'demo_small.pth'
+#: Configuration of the random-weights model (``weights: ''`` without demo weights).
 DEMO_CONFIG = 'tiny'
-DEMO_WARNING = ("weights is '' : running the DEMO model (tiny config, RANDOM weights). Its "
-                'boxes and classes are MEANINGLESS; set the weights parameter to a SimTrack '
-                'checkpoint for real tracking.')
+#: The source tree's package folder (``simtrack_ros/``), where a checkout keeps the weights.
+_SOURCE_PACKAGE = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -30,6 +33,26 @@ class LoadedModel:
     notes: List[str] = field(default_factory=list)
 
 
+def _share_directory() -> Optional[Path]:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE))
+    except (ImportError, LookupError, ValueError):
+        return None
+
+
+def demo_weights_candidates() -> List[Path]:
+    """Where the demo weights are looked for: the package share directory, the source tree."""
+    share = _share_directory()
+    return ([share / DEMO_WEIGHTS] if share is not None else []) + [
+        _SOURCE_PACKAGE / DEMO_WEIGHTS]
+
+
+def find_demo_weights() -> Optional[Path]:
+    """Return the package's demo weights file, or None when it is not installed."""
+    return next((path for path in demo_weights_candidates() if path.is_file()), None)
+
+
 def resolve_weights(weights: str) -> Path:
     """Find the checkpoint file; CheckpointError if it does not exist.
 
@@ -38,12 +61,9 @@ def resolve_weights(weights: str) -> Path:
     """
     path = Path(os.path.expanduser(weights))
     candidates = [path]
-    if not path.is_absolute():
-        try:
-            from ament_index_python.packages import get_package_share_directory
-            candidates.append(Path(get_package_share_directory(PACKAGE)) / path)
-        except (ImportError, LookupError, ValueError):
-            pass
+    share = _share_directory()
+    if not path.is_absolute() and share is not None:
+        candidates.append(share / path)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -51,18 +71,43 @@ def resolve_weights(weights: str) -> Path:
     raise CheckpointError(f'weights file {weights!r} not found (tried {tried})')
 
 
+def _random_model(config_name: str, why: str) -> LoadedModel:
+    """Build the random-weights model of ``config_name``, with a loud warning saying ``why``."""
+    model = build_model(config_name).eval()
+    warning = (f"weights is '' and {why}: running the DEMO model ({config_name} config, RANDOM "
+               'weights). Its boxes and classes are MEANINGLESS; set the weights parameter to '
+               'a SimTrack checkpoint for real tracking.')
+    return LoadedModel(model, f'demo model ({config_name}, random weights)', box_trained=False,
+                       warnings=[warning])
+
+
 def load_model(weights: str, model_config: str) -> LoadedModel:
-    """Build or load the model; CheckpointError (a ValueError) with the reason on failure."""
+    """Build or load the model; CheckpointError (a ValueError) with the reason on failure.
+
+    ``weights`` '' loads the package's demo weights (:func:`find_demo_weights`) when
+    ``model_config`` is 'auto'; with another ``model_config``, or when the package holds no
+    demo weights, it builds a model with random weights (``tiny`` for 'auto') and warns.
+    """
     config = None if model_config == 'auto' else get_config(model_config)
+    demo = None
     if not weights:
-        model = build_model(config or DEMO_CONFIG).eval()
-        return LoadedModel(model, f'demo model ({model.config.name}, random weights)',
-                           box_trained=False, warnings=[DEMO_WARNING])
-    path = resolve_weights(weights)
+        if config is not None:
+            return _random_model(config.name, f'model_config is {config.name!r}, not auto')
+        demo = find_demo_weights()
+        if demo is None:
+            tried = ', '.join(str(p) for p in demo_weights_candidates())
+            return _random_model(DEMO_CONFIG, f'the package has no demo weights (tried {tried})')
+    path = demo or resolve_weights(weights)
     model, report = load_checkpoint(path, config)
     box_trained = 'box' in model.trained_heads
-    loaded = LoadedModel(model, f'{model.config.name} from {path}', box_trained,
-                         notes=[report.summary()])
+    name = model.config.name
+    loaded = LoadedModel(model, f'demo weights {path} ({name})' if demo else f'{name} from {path}',
+                         box_trained, notes=[report.summary()])
+    if demo:
+        loaded.notes.insert(0, (
+            f"weights is '': running the package's demo weights {path} ({name} config, "
+            'trained on synthetic sea scenes: for demos; real use needs the official SimTrack '
+            'weights or a checkpoint fine-tuned on real footage)'))
     problems = report.problems()
     if problems:
         loaded.warnings.append(f'checkpoint {path}: ' + '; '.join(problems))
