@@ -274,7 +274,8 @@ def classification_metrics(results: Sequence[SequenceResult]) -> Optional[Dict[s
     """Classifier metrics (``ClassificationMeter``) over frames with probabilities and a record.
 
     The true single label is the priority rule (``challenges.single_label``) over the flagged
-    classes the model knows; None when no frame has both probabilities and a record.
+    classes the model knows; ``head`` says 'single-label' or 'multi-label'. None when no frame
+    has both probabilities and a record.
     """
     usable = [r for r in results if r.probabilities is not None and r.labels is not None]
     if not usable:
@@ -293,7 +294,9 @@ def classification_metrics(results: Sequence[SequenceResult]) -> Optional[Dict[s
         meter.update(torch.from_numpy(result.probabilities[keep]), torch.tensor(labels),
                      torch.from_numpy(result.judged[keep][:, columns]),
                      multi_labels=torch.from_numpy(vectors), probabilities=True)
-    return meter.compute() if int(meter.state['confusion'].sum()) else None
+    if not int(meter.state['confusion'].sum()):
+        return None
+    return {**meter.compute(), 'head': 'multi-label' if multi else 'single-label'}
 
 
 def summarize(results: Sequence[SequenceResult]) -> Dict[str, Any]:

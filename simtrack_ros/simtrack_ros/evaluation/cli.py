@@ -1,0 +1,123 @@
+"""``simtrack-eval``: one-pass evaluation of SimTrack and OpenCV baselines over a dataset.
+
+Prints the tracker table, per-attribute AUC and the challenge classifier's metrics; writes
+``results.json`` and the plots (success, precision, attributes, confusion) to ``--out``.
+Exit status 0 on success, 1 when a tracker fails (e.g. a crash), 2 for bad arguments or data.
+"""
+from __future__ import annotations
+
+import argparse
+from concurrent.futures.process import BrokenProcessPool
+import logging
+from pathlib import Path
+import sys
+import time
+from typing import Dict, List, Optional
+
+import cv2
+import torch
+
+from simtrack_ros.data.sequences import list_sequences
+from simtrack_ros.evaluation.baselines import parse_baselines, unavailable_baselines
+from simtrack_ros.evaluation.ope import summarize
+from simtrack_ros.evaluation.plots import write_plots
+from simtrack_ros.evaluation.report import console_report, write_json
+from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
+from simtrack_ros.model.checkpoint import load_checkpoint
+
+DEFAULT_SPLIT = 'test'
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='simtrack-eval', description=__doc__.split('\n')[0].split(': ', 1)[1])
+    parser.add_argument('data', help='dataset root (GOT-10k/MVTD layout)')
+    parser.add_argument('--split', default=None,
+                        help=f'split folder to evaluate (default: {DEFAULT_SPLIT!r} when DATA '
+                             'has one, else every sequence under DATA)')
+    parser.add_argument('--weights', default=None,
+                        help='SimTrack checkpoint (any format load_checkpoint reads); '
+                             'omit to evaluate the baselines only')
+    parser.add_argument('--baselines', default='all',
+                        help="OpenCV trackers: comma-separated names, 'all' (every one this "
+                             "OpenCV build offers; the default) or 'none'")
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes running (tracker, sequence) pairs in parallel '
+                             '(default 1: the most faithful FPS)')
+    parser.add_argument('--device', default='auto',
+                        help="SimTrack's device: auto (CUDA when available), cpu, cuda, cuda:N")
+    parser.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'),
+                        help="SimTrack's precision (default fp32)")
+    parser.add_argument('--out', required=True, help='folder for results.json and the plots')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def _split(data: Path, split: Optional[str]) -> Optional[str]:
+    if split is None and (data / DEFAULT_SPLIT).is_dir():
+        return DEFAULT_SPLIT
+    return split
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s: %(message)s')
+    if args.workers < 1:
+        print('simtrack-eval: --workers must be >= 1', file=sys.stderr)
+        return 2
+    data = Path(args.data)
+    split = _split(data, args.split)
+    device = args.device
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    specs = []
+    try:
+        baselines = parse_baselines(args.baselines)
+        if args.weights:
+            model, report = load_checkpoint(args.weights)
+            print(f'weights: {args.weights} ({model.config.name}; heads: '
+                  f'{", ".join(sorted(model.trained_heads)) or "none trained"}); '
+                  f'{report.summary()}')
+            specs.append(TrackerSpec(SIMTRACK, args.weights, device, args.precision))
+        specs += [TrackerSpec(name) for name in baselines]
+        if not specs:
+            raise ValueError('nothing to evaluate: give --weights and/or --baselines')
+        sequences = list_sequences(data, split)
+    except (OSError, ValueError) as error:
+        print(f'simtrack-eval: {error}', file=sys.stderr)
+        return 2
+    skipped: Dict[str, List[str]] = {}
+    for name, reason in unavailable_baselines().items():
+        skipped.setdefault(reason, []).append(name)
+    for reason, names in skipped.items():
+        print(f'baselines skipped: {", ".join(names)}: {reason}')
+    where = f'{data}/{split}' if split else str(data)
+    print(f'{len(sequences)} sequences in {where}; trackers: '
+          f'{", ".join(spec.name for spec in specs)}; {args.workers} worker(s)')
+    start = time.perf_counter()
+    try:
+        results = evaluate(specs, sequences, args.workers, progress=not args.no_progress)
+    except ValueError as error:
+        print(f'simtrack-eval: {error}', file=sys.stderr)
+        return 2
+    except (RuntimeError, BrokenProcessPool) as error:
+        print(f'simtrack-eval: {error or type(error).__name__}', file=sys.stderr)
+        return 1
+    summaries = {name: summarize(runs) for name, runs in results.items()}
+    print(f'ran in {time.perf_counter() - start:.1f} s\n')
+    print(console_report(summaries))
+    out = Path(args.out)
+    payload = {
+        'data': str(data), 'split': split, 'weights': args.weights, 'device': device,
+        'workers': args.workers, 'opencv': cv2.__version__, 'torch': torch.__version__,
+        'sequences': [path.name for path in sequences],
+        'skipped_baselines': unavailable_baselines(),
+        'trackers': summaries,
+    }
+    written = [write_json(payload, out / 'results.json'), *write_plots(summaries, out).values()]
+    print('\nwrote ' + ', '.join(str(path) for path in written))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Run trackers over sequences (one-pass evaluation), in parallel processes.
+
+One-pass evaluation (OPE): each tracker is initialised once, on the first frame with its
+ground-truth box, then runs on every later frame, absent ones included; nothing is
+re-initialised when the target re-appears. The timed part of a frame is the tracker call
+(not the frame decoding). SimTrack's class probabilities are kept per frame and the
+sequence's ``annotations.jsonl`` labels are attached by class name, for the classifier
+metrics of :func:`~simtrack_ros.evaluation.ope.summarize`.
+
+Workers are spawned processes (``workers`` > 1); each loads the checkpoint once and runs
+whole sequences. With several workers the trackers share the CPU, so the FPS is lower than
+in a run with one worker.
+"""
+from __future__ import annotations
+
+from concurrent.futures import as_completed, ProcessPoolExecutor
+from dataclasses import dataclass
+import logging
+import multiprocessing
+from multiprocessing.connection import Connection
+import os
+from pathlib import Path
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from simtrack_ros.challenges import CHALLENGE_NAMES
+from simtrack_ros.data.annotations import read_annotations
+from simtrack_ros.data.sequences import read_sequence, Sequence as DataSequence
+from simtrack_ros.evaluation.baselines import OpenCVTracker
+from simtrack_ros.evaluation.ope import SequenceResult
+from simtrack_ros.model.checkpoint import load_checkpoint
+from simtrack_ros.tracking.engine import EngineOptions
+from simtrack_ros.tracking.tracker import Tracker, TrackerOptions
+
+LOG = logging.getLogger(__name__)
+ANNOTATION_FILE = 'annotations.jsonl'
+#: Name of the SimTrack entry in the results.
+SIMTRACK = 'simtrack'
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """What a worker builds: SimTrack from ``weights`` (on ``device``) or an OpenCV baseline."""
+
+    name: str
+    weights: Optional[str] = None
+    device: str = 'cpu'
+    precision: str = 'fp32'
+
+
+def read_labels(sequence: DataSequence, file_name: str = ANNOTATION_FILE
+                ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(labels, judged) of a sequence's annotation file, N x len(CHALLENGE_NAMES) each.
+
+    ``labels`` rows are ``FrameRecord.multi_label()`` (NaN rows for frames without a record),
+    ``judged`` rows ``judged_mask()``; (None, None) when the file does not exist. Bad lines
+    are logged and skipped.
+    """
+    path = sequence.path / file_name
+    if not path.is_file():
+        return None, None
+    read = read_annotations(path)
+    for line, reason in read.errors:
+        LOG.warning('%s:%d: %s (line skipped)', path, line, reason)
+    shape = (len(sequence), len(CHALLENGE_NAMES))
+    labels, judged = np.full(shape, np.nan), np.zeros(shape, dtype=bool)
+    for record in read.records:
+        if record.frame_index >= len(sequence):
+            LOG.warning('%s: frame_index %d is past the %d frames (record skipped)',
+                        path, record.frame_index, len(sequence))
+            continue
+        labels[record.frame_index] = record.multi_label()
+        judged[record.frame_index] = record.judged_mask().astype(bool)
+    return labels, judged
+
+
+def _first_box(sequence: DataSequence) -> np.ndarray:
+    box = sequence.boxes[0]
+    absent = sequence.absent is not None and bool(sequence.absent[0])
+    if absent or not (np.isfinite(box).all() and (box[2:] > 0).all()):
+        raise ValueError(f'{sequence.path}: the first frame has no target box; one-pass '
+                         'evaluation starts from it')
+    return box
+
+
+def _timed(call: Callable[[], object]) -> Tuple[object, float]:
+    start = time.perf_counter()
+    out = call()
+    return out, time.perf_counter() - start
+
+
+def run_simtrack(tracker: Tracker, sequence: DataSequence) -> SequenceResult:
+    """Track ``sequence`` with SimTrack (one target), keeping the class probabilities."""
+    count = len(sequence)
+    first = _first_box(sequence)
+    boxes, seconds = np.zeros((count, 4)), np.zeros(count)
+    names = tracker.class_names
+    probabilities = np.full((count, len(names)), np.nan) if tracker.has_probabilities else None
+    tracker.clear()
+    _, seconds[0] = _timed(lambda: tracker.initialize(sequence.frame(0), first, SIMTRACK))
+    boxes[0] = first
+    for index in range(1, count):
+        frame = sequence.frame(index)
+        results, seconds[index] = _timed(lambda: tracker.track(frame))
+        boxes[index] = results[0].box
+        if probabilities is not None and results[0].probabilities is not None:
+            probabilities[index] = results[0].probabilities
+    return _result(sequence, boxes, seconds, probabilities, names,
+                   bool(tracker.model.config.multi_label))
+
+
+def run_baseline(tracker: OpenCVTracker, sequence: DataSequence) -> SequenceResult:
+    """Track ``sequence`` with an OpenCV tracker."""
+    count = len(sequence)
+    first = _first_box(sequence)
+    boxes, seconds = np.zeros((count, 4)), np.zeros(count)
+    _, seconds[0] = _timed(lambda: tracker.initialize(sequence.frame(0), first))
+    boxes[0] = first
+    for index in range(1, count):
+        frame = sequence.frame(index)
+        boxes[index], seconds[index] = _timed(lambda: tracker.track(frame))
+    return _result(sequence, boxes, seconds)
+
+
+def _result(sequence: DataSequence, boxes: np.ndarray, seconds: np.ndarray,
+            probabilities: Optional[np.ndarray] = None, class_names: Sequence[str] = (),
+            multi_label: bool = False) -> SequenceResult:
+    """Build a run's result with the sequence's ground truth and annotation labels."""
+    absent = (np.zeros(len(sequence), dtype=bool) if sequence.absent is None
+              else np.asarray(sequence.absent, dtype=bool))
+    labels, judged = read_labels(sequence)
+    return SequenceResult(sequence.name, boxes, sequence.boxes, absent, seconds, probabilities,
+                          tuple(class_names), multi_label, labels, judged)
+
+
+#: Per-process cache of SimTrack trackers, keyed by spec.
+_TRACKERS: Dict[TrackerSpec, Tracker] = {}
+
+
+def simtrack_tracker(spec: TrackerSpec) -> Tracker:
+    """Return the SimTrack tracker of ``spec``, built once per process (one checkpoint read)."""
+    if spec not in _TRACKERS:
+        model, _ = load_checkpoint(spec.weights)
+        engine = EngineOptions(device=spec.device, precision=spec.precision)
+        _TRACKERS[spec] = Tracker(model, TrackerOptions(engine=engine))
+    return _TRACKERS[spec]
+
+
+def _baseline_child(send: Connection, name: str, path: str) -> None:
+    try:
+        send.send((True, run_baseline(OpenCVTracker(name), read_sequence(path))))
+    except Exception as error:  # reported to the parent, which raises it
+        send.send((False, f'{type(error).__name__}: {error}'))
+    finally:
+        send.close()
+
+
+def run_baseline_isolated(name: str, path: str) -> SequenceResult:
+    """Run an OpenCV baseline over one sequence in a forked child process.
+
+    OpenCV's MIL and TLD draw from random-generator state that lives in the process and that
+    Python cannot reset (``cv2.setRNGSeed`` does not reach it), so their result would depend
+    on what ran before; every fork starts from the parent's state, which no baseline has
+    touched, so a sequence's result is the same in any order and with any ``workers``. A
+    crashing tracker raises RuntimeError instead of ending the run.
+    """
+    context = multiprocessing.get_context('fork')
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_baseline_child, args=(send, name, path), daemon=True)
+    child.start()
+    send.close()
+    try:
+        ok, payload = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(f'baseline {name} crashed on {path} (exit code {child.exitcode})'
+                           ) from None
+    finally:
+        receive.close()
+    child.join()
+    if not ok:
+        raise RuntimeError(f'baseline {name} on {path}: {payload}')
+    return payload
+
+
+def run_sequence(spec: TrackerSpec, path: str) -> SequenceResult:
+    """Run one tracker over the sequence at ``path``."""
+    if spec.weights is None:
+        return run_baseline_isolated(spec.name, path)
+    return run_simtrack(simtrack_tracker(spec), read_sequence(path))
+
+
+def _job(job: Tuple[TrackerSpec, str]) -> Tuple[str, str, SequenceResult]:
+    return job[0].name, job[1], run_sequence(*job)
+
+
+def _worker_setup(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _results(jobs: List[Tuple[TrackerSpec, str]], workers: int
+             ) -> Iterator[Tuple[str, str, SequenceResult]]:
+    """Job results as they finish; a worker that dies raises BrokenProcessPool."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(_job, jobs)
+        return
+    workers = min(workers, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'),
+                             initializer=_worker_setup, initargs=(threads,)) as pool:
+        for future in as_completed([pool.submit(_job, job) for job in jobs]):
+            yield future.result()
+
+
+def evaluate(specs: Sequence[TrackerSpec], sequences: Sequence[Path], workers: int = 1,
+             progress: bool = True) -> Dict[str, List[SequenceResult]]:
+    """Run every tracker over every sequence; results per tracker, in sequence order.
+
+    SimTrack (the spec with weights) runs first in each sequence's jobs; every job is one
+    (tracker, sequence) pair, so a pool of ``workers`` processes stays busy.
+    """
+    jobs = [(spec, str(path)) for path in sequences for spec in specs]
+    found: Dict[Tuple[str, str], SequenceResult] = {}
+    with tqdm(total=len(jobs), unit='run', disable=not progress,
+              desc='evaluating') as bar:
+        for name, path, result in _results(jobs, workers):
+            found[name, path] = result
+            bar.set_postfix_str(f'{name} {result.name}', refresh=False)
+            bar.update()
+    return {spec.name: [found[spec.name, str(path)] for path in sequences] for spec in specs}
