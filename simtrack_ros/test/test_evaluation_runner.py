@@ -1,0 +1,141 @@
+"""One-pass runs of SimTrack and a baseline over real sequences, and the simtrack-eval CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from simtrack_ros.data.annotations import read_annotations
+from simtrack_ros.data.sequences import list_sequences, write_sequence
+from simtrack_ros.data.synthetic_dataset import generate_dataset, SynthOptions
+from simtrack_ros.evaluation.cli import main
+from simtrack_ros.evaluation.runner import evaluate, run_sequence, TrackerSpec
+from simtrack_ros.model import build_model, get_config
+from simtrack_ros.model.checkpoint import save_checkpoint
+from simtrack_ros.tracking.tracker import Tracker
+
+FRAMES = 10
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('eval') / 'synth'
+    generate_dataset(root, {'train': 1, 'test': 2},
+                     SynthOptions(width=320, height=180, frames=FRAMES), seed=11, workers=1,
+                     progress=False)
+    return root
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = build_model(get_config('small'))
+    model.trained_heads = {'box', 'cls'}
+    return save_checkpoint(model, tmp_path_factory.mktemp('weights') / 'small.pth')
+
+
+def test_simtrack_runs_one_pass_with_probabilities_and_labels(dataset, weights, monkeypatch):
+    calls = {'initialize': 0, 'track': 0}
+    for method in calls:
+        original = getattr(Tracker, method)
+
+        def counted(self, *args, _original=original, _name=method, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(Tracker, method, counted)
+    paths = list_sequences(dataset, 'test')
+    runs = evaluate([TrackerSpec('simtrack', str(weights))], paths, progress=False)['simtrack']
+    assert [run.name for run in runs] == [path.name for path in paths]
+    assert calls == {'initialize': 2, 'track': 2 * (FRAMES - 1)}  # once per sequence
+    for run, path in zip(runs, paths):
+        np.testing.assert_array_equal(run.boxes[0], run.gt[0])
+        assert np.isfinite(run.boxes).all()
+        assert np.isnan(run.probabilities[0]).all()
+        np.testing.assert_allclose(run.probabilities[1:].sum(axis=1), 1.0, atol=1e-5)
+        assert run.class_names == get_config('small').class_names and not run.multi_label
+        assert (run.seconds > 0).all()
+        for record in read_annotations(path / 'annotations.jsonl').records:
+            np.testing.assert_array_equal(run.labels[record.frame_index], record.multi_label())
+            np.testing.assert_array_equal(run.judged[record.frame_index],
+                                          record.judged_mask().astype(bool))
+
+
+def test_absent_frames_are_tracked_and_nothing_reinitialised(tmp_path, weights, monkeypatch):
+    frames = [np.full((96, 128, 3), 40, np.uint8) for _ in range(8)]
+    boxes = np.tile([40.0, 30.0, 24.0, 16.0], (8, 1))
+    absent = np.zeros(8, int)
+    absent[3:6] = 1
+    for index, frame in enumerate(frames):
+        if not absent[index]:
+            frame[30:46, 40:64] = 220
+    path = write_sequence(tmp_path / 'gone', frames, boxes, absent=absent).path
+    initialized = []
+    original = Tracker.initialize
+    monkeypatch.setattr(Tracker, 'initialize',
+                        lambda self, *a, **k: initialized.append(1) or original(self, *a, **k))
+    run = run_sequence(TrackerSpec('simtrack', str(weights)), str(path))
+    assert len(initialized) == 1
+    assert np.isfinite(run.boxes).all() and (run.seconds[3:6] > 0).all()
+    expected = [False, True, True, False, False, False, True, True]
+    assert run.labels is None and run.evaluated().tolist() == expected
+
+
+def test_a_first_frame_without_target_is_refused(tmp_path, weights):
+    frames = [np.zeros((64, 64, 3), np.uint8)] * 2
+    path = write_sequence(tmp_path / 'late', frames, [[0, 0, 0, 0], [5, 5, 10, 10]],
+                          absent=[1, 0]).path
+    with pytest.raises(ValueError, match='the first frame has no target box'):
+        run_sequence(TrackerSpec('simtrack', str(weights)), str(path))
+
+
+def test_parallel_workers_give_the_same_results(dataset, weights):
+    paths = list_sequences(dataset, 'test')
+    specs = [TrackerSpec('simtrack', str(weights)), TrackerSpec('mil')]
+    serial = evaluate(specs, paths, workers=1, progress=False)
+    parallel = evaluate(specs, paths[::-1], workers=2, progress=False)
+    for name in ('simtrack', 'mil'):
+        for one, other in zip(serial[name], parallel[name][::-1]):
+            assert one.name == other.name
+            np.testing.assert_allclose(one.boxes, other.boxes, atol=1e-3)
+
+
+def test_cli_writes_tables_json_and_plots(dataset, weights, tmp_path, capsys):
+    out = tmp_path / 'report'
+    assert main([str(dataset), '--weights', str(weights), '--baselines', 'mil',
+                 '--out', str(out), '--no-progress']) == 0
+    printed = capsys.readouterr().out
+    assert '2 sequences in' in printed and f'{dataset}/test' in printed  # test split by default
+    for text in ('AUC', 'OP50', 'Prec@20', 'NormPrec', 'FPS', 'attribute (AUC)',
+                 'challenge classifier of simtrack (single-label head', 'macro F1'):
+        assert text in printed, text
+    results = json.loads((out / 'results.json').read_text())
+    assert list(results['trackers']) == ['simtrack', 'mil']
+    assert results['split'] == 'test' and len(results['sequences']) == 2
+    simtrack = results['trackers']['simtrack']
+    assert simtrack['frames'] == 2 * (FRAMES - 1) - _absent_frames(dataset)
+    assert simtrack['classification']['samples'] == 2 * (FRAMES - 1)
+    assert results['trackers']['mil']['classification'] is None
+    assert simtrack['attributes'] and results['trackers']['mil']['attributes']
+    for name in ('success', 'precision', 'attributes', 'confusion_simtrack'):
+        image = cv2.imread(str(out / f'{name}.png'))
+        assert image is not None and image.shape[0] > 100, name
+
+
+def _absent_frames(dataset: Path) -> int:
+    return sum(int(value) for path in list_sequences(dataset, 'test')
+               for value in (path / 'absence.label').read_text().split()[1:])
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['--baselines', 'none'], 'nothing to evaluate'),
+    (['--baselines', 'mil,foo'], "unknown baseline 'foo'"),
+    (['--weights', 'missing.pth'], 'missing.pth'),
+    (['--split', 'nope'], 'nope'),
+])
+def test_cli_reports_bad_arguments(dataset, tmp_path, capsys, arguments, message):
+    assert main([str(dataset), '--out', str(tmp_path), *arguments]) == 2
+    assert message in capsys.readouterr().err
