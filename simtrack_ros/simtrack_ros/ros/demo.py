@@ -44,11 +44,12 @@ from simtrack_ros_interfaces.srv import SetTarget, StopTracking
 from vision_msgs.msg import BoundingBox2D, Detection2D
 
 from simtrack_ros.data.sequences import read_sequence
-from simtrack_ros.data.synthetic_dataset import generate_dataset, SynthOptions
+from simtrack_ros.data.synthetic_dataset import SynthOptions
 from simtrack_ros.evaluation.ope import iou_xywh
 from simtrack_ros.ros import demo_report
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
-from simtrack_ros.ros.demo_camera import DemoCameraNode, parse_frame_key
+from simtrack_ros.ros.demo_camera import (DEMO_SEED, DEMO_SPLIT, DemoCameraNode,
+                                          generate_sequences, parse_frame_key)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
 from simtrack_ros.ros.model_loading import find_demo_weights
 from simtrack_ros.ros.node_process import NodeProcess
@@ -61,9 +62,6 @@ POLL_S = 0.05
 END_GRACE_S = 0.5
 #: Seconds without a frame from the camera after which the demo ends (camera gone or done).
 CAMERA_IDLE_S = 3.0
-#: Dataset seed and split of the demo's sequences (the demo weights were trained on seed 2026).
-DEMO_SEED = 7
-DEMO_SPLIT = 'test'
 STATE_NAMES = {TargetStatus.TRACKING: 'tracking', TargetStatus.UNCERTAIN: 'uncertain',
                TargetStatus.LOST: 'lost'}
 RANDOM_WEIGHTS_NOTE = (
@@ -338,24 +336,24 @@ def _parameter_args(options: argparse.Namespace, sequences: Path) -> List[str]:
 
 def _generate(folder: Path, options: argparse.Namespace) -> Recording:
     """Write the held-out sequences (with a progress bar) and return an empty recording."""
-    workers = max(1, min(os.cpu_count() or 1, options.sequences))
-    print(f'generating {options.sequences} held-out sea sequences of {options.frames} frames '
-          f'at {options.width}x{options.height} (seed {options.seed}, split {DEMO_SPLIT}) '
-          f'with {workers} processes ...', flush=True)
-    started = time.monotonic()
-    results = generate_dataset(
-        folder, {DEMO_SPLIT: options.sequences},
+    results = generate_sequences(
+        folder, options.sequences,
         SynthOptions(width=options.width, height=options.height, frames=options.frames,
-                     fps=options.fps), seed=options.seed, workers=workers)
-    print(f'generated in {time.monotonic() - started:.1f} s', flush=True)
+                     fps=options.fps), options.seed, lambda text: print(text, flush=True))
     return Recording([SequenceRecord(read_sequence(r.path), r.variants) for r in results])
 
 
 def _weights_text(options: argparse.Namespace) -> str:
+    """Print which weights the tracker runs; return that in short, for the pictures."""
     if options.weights:
+        print(f'tracker weights: {options.weights} (--weights)', flush=True)
         return f'weights {Path(options.weights).name}'
     demo = find_demo_weights()
-    return f'demo weights {demo.name}' if demo else 'RANDOM weights (no demo weights)'
+    if demo is None:
+        print('tracker weights: RANDOM (the package has no demo weights)', flush=True)
+        return 'RANDOM weights'
+    print(f"tracker weights: {demo} (the package's demo weights)", flush=True)
+    return f'demo weights {demo.name}'
 
 
 def _outputs(recording: Recording, options: argparse.Namespace, weights: str) -> dict:

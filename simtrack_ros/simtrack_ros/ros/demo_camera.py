@@ -1,7 +1,7 @@
-"""The demo camera node: a synthetic sea scene, or recorded sequences, and the target's true box.
+"""The demo camera node: a synthetic sea scene, or sequences, and the target's true box.
 
 Publishes ``image`` (sensor_msgs/Image) and ``~/ground_truth`` (vision_msgs/Detection2D with
-the same header as the image it belongs to). Two sources:
+the same header as the image it belongs to). Three sources:
 
 * ``sequences: ''`` (default): the ROS-free
   :func:`simtrack_ros.data.synthetic_sea.render_sea_frame`, a boat on a sea, bgr8, for ever;
@@ -12,13 +12,20 @@ the same header as the image it belongs to). Two sources:
   size, in order, one per timer tick; then again from the start (``loop: true``) or nothing
   more. The true box's ``id`` is ``<sequence name>:<frame index>`` (:func:`frame_key`), its
   score 1 where the target is visible and 0 where the sequence marks it absent.
+* ``generate: N``: the demo's N held-out synthetic sea sequences (:func:`generate_sequences`,
+  what the ``demo`` program tracks), written to a temporary folder at start-up and then played
+  as ``sequences`` are; the folder is removed with the node.
 """
 from __future__ import annotations
 
 import array
 import math
+import os
+from pathlib import Path
+import tempfile
 import threading
-from typing import List, Optional, Sequence, Tuple
+import time
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -29,6 +36,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 
 from simtrack_ros.data import sequences as sequence_io
+from simtrack_ros.data.synthetic_dataset import generate_dataset, SequenceResult, SynthOptions
 from simtrack_ros.data.synthetic_sea import BoxXYWH, render_sea_frame
 from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.node_process import NodeProcess
@@ -38,6 +46,10 @@ GROUND_TRUTH_ID = 'ground_truth'
 TARGET_CLASS = 'boat'
 #: One frame to publish: pixels, encoding, true box, ``Detection2D.id``, target visible.
 Frame = Tuple[np.ndarray, str, BoxXYWH, str, bool]
+#: Dataset seed and split of the demo's sequences: the demo weights were trained on seed 2026
+#: (scripts/train_demo_model.sh), and a sequence's seed derives from both, so these are held out.
+DEMO_SEED = 7
+DEMO_SPLIT = 'test'
 
 
 def _int_descriptor(description: str, low: int, high: int) -> ParameterDescriptor:
@@ -74,6 +86,24 @@ def ground_truth_message(image: Image, box: BoxXYWH, key: str = GROUND_TRUTH_ID,
     hypothesis.hypothesis.score = 1.0 if visible else 0.0
     detection.results.append(hypothesis)
     return detection
+
+
+def generate_sequences(folder: Path, count: int, options: SynthOptions = SynthOptions(),
+                       seed: int = DEMO_SEED, say: Callable[[str], None] = print
+                       ) -> List[SequenceResult]:
+    """Write the demo's held-out sequences to ``folder/test`` (a progress bar on stderr).
+
+    Renders them in up to one process per CPU with simtrack-synth's generator; ``say``
+    reports what is made and how long it took.
+    """
+    workers = max(1, min(os.cpu_count() or 1, count))
+    say(f'generating {count} held-out sea sequences of {options.frames} frames at '
+        f'{options.width}x{options.height} (seed {seed}, split {DEMO_SPLIT}) with {workers} '
+        'processes ...')
+    started = time.monotonic()
+    results = generate_dataset(folder, {DEMO_SPLIT: count}, options, seed=seed, workers=workers)
+    say(f'generated {count} sequences in {time.monotonic() - started:.1f} s')
+    return results
 
 
 def read_sequences(folder: str) -> List[sequence_io.Sequence]:
@@ -146,6 +176,9 @@ class DemoCameraNode(Node):
             description='Dataset folder (GOT-10k/MVTD layout) whose sequences are published '
                         "in order at their own size instead of the sea scene; '': the sea "
                         'scene.')).value
+        generate = self.declare_parameter('generate', 0, _int_descriptor(
+            "Generate this many of the demo's held-out synthetic sea sequences (640x360, 150 "
+            'frames each) at start-up and publish them; 0: off.', 0, 100)).value
         loop = self.declare_parameter('loop', True, ParameterDescriptor(
             type=ParameterType.PARAMETER_BOOL, read_only=True,
             description='Play the sequences again after the last one (false: stop '
@@ -153,6 +186,12 @@ class DemoCameraNode(Node):
         self._frame_id = self.declare_parameter('frame_id', 'camera', ParameterDescriptor(
             type=ParameterType.PARAMETER_STRING, description='header.frame_id of the images.',
             read_only=True)).value
+        self._generated: Optional[tempfile.TemporaryDirectory] = None
+        if generate:
+            self._generated = tempfile.TemporaryDirectory(prefix='demo_camera_')
+            generate_sequences(Path(self._generated.name), generate, SynthOptions(fps=fps),
+                               say=self.get_logger().info)
+            folder = str(Path(self._generated.name) / DEMO_SPLIT)
         if folder:
             self._source = SequencePlayer(read_sequences(folder), loop)
             frames = sum(len(s) for s in self._source.sequences)
@@ -170,6 +209,12 @@ class DemoCameraNode(Node):
         self.get_logger().info(
             f'publishing {what} at {fps:g} Hz on {self._image_pub.topic_name} (true box on '
             f'{self._truth_pub.topic_name})')
+
+    def destroy_node(self) -> None:
+        """Destroy the node, then the generated sequences' folder."""
+        super().destroy_node()
+        if self._generated is not None:
+            self._generated.cleanup()
 
     def play(self) -> None:
         """Start publishing (a camera created with ``paused=True``); any thread."""

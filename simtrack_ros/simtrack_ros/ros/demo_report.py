@@ -108,9 +108,10 @@ def sequence_result(record: SequenceRecord, class_names: Sequence[str],
             if output.probabilities is not None and index < count:
                 probabilities[index] = output.probabilities
     labels, judged = _labels(record)
-    return SequenceResult(record.sequence.name, held_boxes(record), sequence.boxes[:count],
-                          absent, np.zeros(count), probabilities, tuple(class_names),
-                          multi_label, labels, judged)
+    return SequenceResult(
+        name=sequence.name, boxes=held_boxes(record), gt=sequence.boxes[:count], absent=absent,
+        seconds=np.zeros(count), probabilities=probabilities, class_names=tuple(class_names),
+        multi_label=multi_label, labels=labels, judged=judged)
 
 
 def score(recording: Recording) -> Dict[str, Any]:
