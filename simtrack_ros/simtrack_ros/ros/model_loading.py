@@ -27,7 +27,7 @@ class LoadedModel:
 
     model: nn.Module
     description: str
-    #: False for the demo model and backbone-only weights (e.g. CLIP): boxes mean nothing.
+    #: False for random weights and backbone-only weights (e.g. CLIP): boxes mean nothing.
     box_trained: bool
     warnings: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
