@@ -34,6 +34,7 @@ setup(
             'simtrack-annotate = simtrack_ros.data.annotate:main',
             'simtrack-synth = simtrack_ros.data.synth_cli:main',
             'simtrack-finetune = simtrack_ros.training.cli:main',
+            'simtrack-eval = simtrack_ros.evaluation.cli:main',
         ],
     },
 )
