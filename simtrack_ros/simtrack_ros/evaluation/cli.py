@@ -7,7 +7,6 @@ Exit status 0 on success, 1 when a tracker fails (e.g. a crash), 2 for bad argum
 from __future__ import annotations
 
 import argparse
-from concurrent.futures.process import BrokenProcessPool
 import logging
 from pathlib import Path
 import sys
@@ -100,8 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as error:
         print(f'simtrack-eval: {error}', file=sys.stderr)
         return 2
-    except (RuntimeError, BrokenProcessPool) as error:
-        print(f'simtrack-eval: {error or type(error).__name__}', file=sys.stderr)
+    except RuntimeError as error:  # a tracker crashed (BrokenProcessPool: a worker died)
+        print(f'simtrack-eval: {type(error).__name__}: {error}', file=sys.stderr)
         return 1
     summaries = {name: summarize(runs) for name, runs in results.items()}
     print(f'ran in {time.perf_counter() - start:.1f} s\n')

@@ -164,9 +164,10 @@ def run_baseline_isolated(name: str, path: str) -> SequenceResult:
 
     OpenCV's MIL and TLD draw from random-generator state that lives in the process and that
     Python cannot reset (``cv2.setRNGSeed`` does not reach it), so their result would depend
-    on what ran before; every fork starts from the parent's state, which no baseline has
-    touched, so a sequence's result is the same in any order and with any ``workers``. A
-    crashing tracker raises RuntimeError instead of ending the run.
+    on what ran before. A fork starts from the state of the process that forks it; the
+    evaluating processes never run a baseline themselves, so a sequence's result is the same
+    in any order and with any number of workers. A crashing tracker raises RuntimeError
+    instead of ending the run.
     """
     context = multiprocessing.get_context('fork')
     receive, send = context.Pipe(duplex=False)
