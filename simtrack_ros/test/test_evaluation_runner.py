@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import shutil
 
 import cv2
 import numpy as np
@@ -128,6 +129,18 @@ def test_cli_writes_tables_json_and_plots(dataset, weights, tmp_path, capsys):
 def _absent_frames(dataset: Path) -> int:
     return sum(int(value) for path in list_sequences(dataset, 'test')
                for value in (path / 'absence.label').read_text().split()[1:])
+
+
+def test_cli_names_the_tracker_and_sequence_that_failed(dataset, weights, tmp_path, capsys):
+    broken = tmp_path / 'broken'
+    shutil.copytree(dataset, broken)
+    frame = list_sequences(broken, 'test')[1] / '00000004.jpg'
+    frame.write_bytes(b'not a JPEG')
+    assert main([str(broken), '--weights', str(weights), '--baselines', 'none', '--workers', '2',
+                 '--out', str(tmp_path / 'out'), '--no-progress']) == 1
+    error = capsys.readouterr().err
+    assert f'simtrack on {frame.parent}: SequenceFormatError: {frame}: frame 3 is unreadable' \
+        in error
 
 
 @pytest.mark.parametrize('arguments, message', [

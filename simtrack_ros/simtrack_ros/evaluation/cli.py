@@ -2,7 +2,8 @@
 
 Prints the tracker table, per-attribute AUC and the challenge classifier's metrics; writes
 ``results.json`` and the plots (success, precision, attributes, confusion) to ``--out``.
-Exit status 0 on success, 1 when a tracker fails (e.g. a crash), 2 for bad arguments or data.
+Exit status 0 on success, 1 when a tracker fails on a sequence (a crash, an unreadable frame),
+2 for bad arguments or data found before the run.
 """
 from __future__ import annotations
 
@@ -96,11 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     start = time.perf_counter()
     try:
         results = evaluate(specs, sequences, args.workers, progress=not args.no_progress)
-    except ValueError as error:
+    except RuntimeError as error:  # a tracker failed (BrokenProcessPool: a worker died)
         print(f'simtrack-eval: {error}', file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # a tracker crashed (BrokenProcessPool: a worker died)
-        print(f'simtrack-eval: {type(error).__name__}: {error}', file=sys.stderr)
         return 1
     summaries = {name: summarize(runs) for name, runs in results.items()}
     print(f'ran in {time.perf_counter() - start:.1f} s\n')

@@ -42,6 +42,10 @@ ANNOTATION_FILE = 'annotations.jsonl'
 SIMTRACK = 'simtrack'
 
 
+class TrackerFailure(RuntimeError):
+    """A tracker failed on a sequence; the message names both."""
+
+
 @dataclass(frozen=True)
 class TrackerSpec:
     """What a worker builds: SimTrack from ``weights`` (on ``device``) or an OpenCV baseline."""
@@ -166,7 +170,7 @@ def run_baseline_isolated(name: str, path: str) -> SequenceResult:
     Python cannot reset (``cv2.setRNGSeed`` does not reach it), so their result would depend
     on what ran before. A fork starts from the state of the process that forks it; the
     evaluating processes never run a baseline themselves, so a sequence's result is the same
-    in any order and with any number of workers. A crashing tracker raises RuntimeError
+    in any order and with any number of workers. A crash or an error raises TrackerFailure
     instead of ending the run.
     """
     context = multiprocessing.get_context('fork')
@@ -178,13 +182,13 @@ def run_baseline_isolated(name: str, path: str) -> SequenceResult:
         ok, payload = receive.recv()
     except EOFError:
         child.join()
-        raise RuntimeError(f'baseline {name} crashed on {path} (exit code {child.exitcode})'
-                           ) from None
+        raise TrackerFailure(f'baseline {name} crashed on {path} (exit code {child.exitcode})'
+                             ) from None
     finally:
         receive.close()
     child.join()
     if not ok:
-        raise RuntimeError(f'baseline {name} on {path}: {payload}')
+        raise TrackerFailure(f'baseline {name} on {path}: {payload}')
     return payload
 
 
@@ -196,7 +200,19 @@ def run_sequence(spec: TrackerSpec, path: str) -> SequenceResult:
 
 
 def _job(job: Tuple[TrackerSpec, str]) -> Tuple[str, str, SequenceResult]:
-    return job[0].name, job[1], run_sequence(*job)
+    """Run a job; any failure becomes a TrackerFailure naming the tracker and the sequence.
+
+    (Some exceptions, e.g. SequenceFormatError, cannot be unpickled, which would break the
+    process pool instead of reporting the cause.)
+    """
+    spec, path = job
+    try:
+        return spec.name, path, run_sequence(spec, path)
+    except TrackerFailure:
+        raise
+    except Exception as error:
+        raise TrackerFailure(f'{spec.name} on {path}: {type(error).__name__}: {error}'
+                             ) from None
 
 
 def _worker_setup(threads: int) -> None:
@@ -213,16 +229,21 @@ def _results(jobs: List[Tuple[TrackerSpec, str]], workers: int
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'),
                              initializer=_worker_setup, initargs=(threads,)) as pool:
-        for future in as_completed([pool.submit(_job, job) for job in jobs]):
-            yield future.result()
+        try:
+            for future in as_completed([pool.submit(_job, job) for job in jobs]):
+                yield future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # stop at the first failure
+            raise
 
 
 def evaluate(specs: Sequence[TrackerSpec], sequences: Sequence[Path], workers: int = 1,
              progress: bool = True) -> Dict[str, List[SequenceResult]]:
     """Run every tracker over every sequence; results per tracker, in sequence order.
 
-    SimTrack (the spec with weights) runs first in each sequence's jobs; every job is one
-    (tracker, sequence) pair, so a pool of ``workers`` processes stays busy.
+    Every job is one (tracker, sequence) pair, queued sequence by sequence with the trackers
+    in ``specs`` order, so a pool of ``workers`` processes stays busy. The first failure stops
+    the run with a :class:`TrackerFailure` that names the tracker and the sequence.
     """
     jobs = [(spec, str(path)) for path in sequences for spec in specs]
     found: Dict[Tuple[str, str], SequenceResult] = {}
