@@ -48,6 +48,9 @@ if stamp_ok pip "$req_hash"; then
   say "Python packages up to date"
 else
   say "installing $TORCH_REQ, Python requirements and ROS 2 wheels (first time: about a minute)"
+  # opencv-contrib-python-headless replaced opencv-python-headless (both own cv2/): remove the
+  # plain one first, or uninstalling it later would break cv2.
+  "$PY" -m pip uninstall --quiet --yes opencv-python-headless 2>/dev/null || true
   "$PY" -m pip install --quiet --disable-pip-version-check "$TORCH_REQ" \
     -r "$ROOT/requirements/python.txt" -r "$ROOT/requirements/ros-wheels.txt"
   rm -f "$STAMPS/cmake-fix" "$STAMPS/colcon"

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from simtrack_ros.challenges import CHALLENGE_NAMES
-from simtrack_ros.training.plots import _save, PathLike, plot_confusion
+from simtrack_ros.training.plots import PathLike, plot_confusion, save_figure
 
 Summaries = Mapping[str, Mapping[str, Any]]
 
@@ -39,7 +39,7 @@ def plot_success(summaries: Summaries, out_png: PathLike) -> Path:
     figure = Figure(figsize=(6, 4.5), layout='constrained')
     _curve(figure.add_subplot(), summaries, 'success', 'auc', 'Success plot (OPE), [AUC]',
            'overlap (IoU) threshold')
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)
 
 
 def plot_precision(summaries: Summaries, out_png: PathLike) -> Path:
@@ -50,7 +50,7 @@ def plot_precision(summaries: Summaries, out_png: PathLike) -> Path:
            'centre error threshold (pixels)')
     _curve(right, summaries, 'norm_precision', 'norm_precision',
            'Normalised precision plot (OPE), [at 0.2]', 'normalised centre error threshold')
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)
 
 
 def plot_attributes(summaries: Summaries, out_png: PathLike) -> Path:
@@ -74,7 +74,7 @@ def plot_attributes(summaries: Summaries, out_png: PathLike) -> Path:
     axes.grid(True, axis='y', alpha=0.3)
     if summaries and present:
         axes.legend(loc='best', fontsize=8)
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)
 
 
 def write_plots(summaries: Summaries, folder: PathLike) -> Dict[str, Path]:

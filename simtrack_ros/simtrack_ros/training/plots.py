@@ -42,7 +42,7 @@ def read_metrics(path: PathLike) -> List[Dict[str, Any]]:
     return rows
 
 
-def _save(figure: Figure, out_png: PathLike) -> Path:
+def save_figure(figure: Figure, out_png: PathLike) -> Path:
     """Render to a temporary file next to ``out_png`` and rename it into place."""
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def plot_curves(metrics_jsonl_path: PathLike, out_png: PathLike) -> Path:
         axes.set_xlabel('epoch')
         axes.grid(alpha=0.3)
         axes.legend(fontsize='small')
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)
 
 
 def row_normalised(matrix: Sequence[Sequence[int]]) -> np.ndarray:
@@ -147,4 +147,4 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
     axes.set_xlabel('predicted')
     axes.set_ylabel('true')
     axes.set_title(title)
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)
