@@ -1,7 +1,7 @@
 """Out-of-the-box demo: the tracker follows vessels through held-out synthetic sea sequences.
 
     demo [--sequences 4] [--frames 150] [--duration S] [--out runs/demo] [--weights PATH]
-         [--device auto|cpu|cuda] [--width 640 --height 360] [--fps 30] [--seed 7]
+         [--device auto|cpu|cuda] [--width 640 --height 360] [--fps 30] [--seed 374]
          [--min-auc 0.3] [--ros-args ...]
 
 1. Writes ``--sequences`` maritime sequences with simtrack-synth's generator into a temporary

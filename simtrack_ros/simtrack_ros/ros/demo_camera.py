@@ -48,7 +48,10 @@ TARGET_CLASS = 'boat'
 Frame = Tuple[np.ndarray, str, BoxXYWH, str, bool]
 #: Dataset seed and split of the demo's sequences: the demo weights were trained on seed 2026
 #: (scripts/train_demo_model.sh), and a sequence's seed derives from both, so these are held out.
-DEMO_SEED = 7
+#: Seed 374 was picked among 1-400 for coverage: its first four sequences stage cloud + fog,
+#: approach + downsampled, turn + occluding vessel, glare + camera shake, and their measured
+#: labels show 8 of the 9 challenges (all but partial visibility) besides normal frames.
+DEMO_SEED = 374
 DEMO_SPLIT = 'test'
 
 
