@@ -390,3 +390,20 @@ class _Shell:
 
     def __reduce__(self):
         return (os.system, (f'touch {self.marker}',))
+
+
+def test_convert_weights_only_drops_the_training_state(tmp_path: Path):
+    from simtrack_ros.model.checkpoint import save_checkpoint
+    model = build_model('tiny')
+    model.trained_heads = {'box', 'cls'}
+    trained = save_checkpoint(model, tmp_path / 'last.pth', metadata={'epoch': 3},
+                              training={'optimizer': {'state': {}, 'lr': [0.1] * 1000}})
+    slim = tmp_path / 'slim.pth'
+    assert convert_main(['weights-only', str(trained), str(slim)]) == 0
+    raw = torch.load(slim, weights_only=True)
+    assert 'training' not in raw and raw['metadata']['epoch'] == 3
+    assert slim.stat().st_size < trained.stat().st_size
+    loaded, _ = load_checkpoint(slim)
+    assert loaded.trained_heads == {'box', 'cls'}
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -4,6 +4,7 @@ Examples::
 
     python -m simtrack_ros.model.convert official-to-ours sim-vit-b-16.pth simtrack_b16.pt
     python -m simtrack_ros.model.convert ours-to-official simtrack_b16.pt sim-vit-b-16.pth
+    convert_checkpoint weights-only runs/finetune/best.pth model.pth   # drop the training state
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from simtrack_ros.model.simtrack import SimTrack
 def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
     parser = argparse.ArgumentParser(
-        prog='python -m simtrack_ros.model.convert',
+        prog='convert_checkpoint',
         description='Convert SimTrack checkpoints. Files are read with weights_only loading; '
                     'other pickled objects become inert placeholders (no code runs). OpenAI '
                     'CLIP TorchScript archives are read with torch.jit.load: trusted files only.')
     parser.add_argument(
-        'direction', choices=('official-to-ours', 'ours-to-official'),
+        'direction', choices=('official-to-ours', 'ours-to-official', 'weights-only'),
         help='official-to-ours: official SimTrack (or CLIP) weights -> simtrack_ros checkpoint; '
-             'ours-to-official: simtrack_ros checkpoint -> flat official state dict (box part)')
+             'ours-to-official: simtrack_ros checkpoint -> flat official state dict (box part); '
+             'weights-only: a simtrack_ros (training) checkpoint -> the same model without its '
+             'training state (optimizer, RNG, ...), metadata kept: a file to ship')
     parser.add_argument('input', help='checkpoint to read')
     parser.add_argument('output', help='file to write (written atomically)')
     parser.add_argument(
@@ -62,8 +65,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         model, report = load_checkpoint(args.input, config, class_names=class_names)
         print(report.summary())
-        if args.direction == 'official-to-ours':
-            path = save_checkpoint(model, args.output, metadata={'converted_from': args.input})
+        if args.direction != 'ours-to-official':
+            metadata = {**report.metadata, 'converted_from': str(args.input)}
+            path = save_checkpoint(model, args.output, metadata=metadata)
         else:
             for warning in official_export_warnings(model):
                 print(f'warning: {warning}', file=sys.stderr)
