@@ -399,7 +399,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     tune_allocator_for_images()
     weights = _weights_text(options)
     with tempfile.TemporaryDirectory(prefix='simtrack_demo_') as folder:
-        recording = _generate(Path(folder), options)
+        try:
+            recording = _generate(Path(folder), options)
+        except (OSError, ValueError) as error:
+            print(f'FAILED: the sequences could not be generated: {error}', file=sys.stderr,
+                  flush=True)
+            return 1
         arguments = _parameter_args(options, Path(folder) / DEMO_SPLIT)
         with NodeProcess('demo', ['demo', *arguments, *argv]) as process:
             try:
