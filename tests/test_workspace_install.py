@@ -27,7 +27,7 @@ def test_ament_index_finds_the_package_and_its_data():
     share = pathlib.Path(get_package_share_directory(PACKAGE))
     assert share == pathlib.Path(get_package_prefix(PACKAGE)) / 'share' / PACKAGE
     data = [SOURCE / 'package.xml', *(SOURCE / 'launch').glob('*.py'),
-            *(SOURCE / 'config').glob('*.*')]
+            *(SOURCE / 'config').glob('*.*'), *(SOURCE / 'weights').glob('*.pth')]
     assert SOURCE / 'launch' / 'tracker.launch.py' in data
     assert SOURCE / 'config' / 'tracker.yaml' in data
     for source in data:

@@ -88,6 +88,7 @@ def launch_demo_camera(context: LaunchContext) -> List[Node]:
         name='demo_camera',
         namespace=LaunchConfiguration('namespace'),
         remappings=[('image', LaunchConfiguration('image_topic'))],
+        parameters=[{'generate': 4}],
         ros_arguments=node_log_level(context, 'demo_camera'),
         output='screen',
     )]
@@ -113,8 +114,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'weights', default_value='',
             description='SimTrack checkpoint (.pth); empty: take weights from params_file '
-                        '(whose own empty value runs the demo model with random weights: '
-                        'boxes and classes are not meaningful).'),
+                        "(whose own empty value runs the package's demo weights)."),
         DeclareLaunchArgument(
             'device', default_value='', choices=['', 'auto', 'cpu', 'cuda'],
             description='Inference device; empty: take device from params_file; auto takes '
@@ -135,10 +135,11 @@ def generate_launch_description() -> LaunchDescription:
                         'params_file.'),
         DeclareLaunchArgument(
             'demo', default_value='false', choices=BOOLEAN,
-            description='Also start the synthetic sea demo camera, publishing raw images on '
-                        'image_topic (its true target box on demo_camera/ground_truth in the '
-                        'namespace); it has no compressed output, so not with '
-                        'compressed_input:=true.'),
+            description="Also start the demo camera, publishing the demo's four held-out "
+                        'synthetic sea sequences (generated at start-up, 10-20 s; looping) as '
+                        'raw images on image_topic (the true target box on '
+                        'demo_camera/ground_truth in the namespace); it has no compressed '
+                        'output, so not with compressed_input:=true.'),
     ]
     # OpaqueFunctions, since the overrides and logger names depend on the argument values.
     return LaunchDescription([*arguments, OpaqueFunction(function=launch_demo_camera),

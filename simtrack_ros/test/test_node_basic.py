@@ -17,7 +17,7 @@ from simtrack_ros.ros.messages import TARGET_CLASS_ID
 
 
 def test_outputs_carry_the_image_header(ros):
-    node = TrackerUnderTest(ros)
+    node = TrackerUnderTest(ros, model_config='tiny')       # random weights: head untrained
     target_id = node.start_tracking()
     assert target_id == 'target_1'
     msg = image(frame(seed=1), 2.25, frame_id='bow_camera')

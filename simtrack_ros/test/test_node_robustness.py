@@ -163,7 +163,7 @@ def test_set_target_storm(ros):
 
 
 def test_diagnostics_report_state(ros):
-    node = TrackerUnderTest(ros)
+    node = TrackerUnderTest(ros, model_config='tiny')       # random weights: head untrained
     node.start_tracking()
     values = node.diagnostics()
     assert values['level'] == DiagnosticStatus.WARN  # demo model, untrained head

@@ -168,7 +168,8 @@ def test_second_sigint_while_the_inference_thread_is_in_torch(ros, ros_domain_id
 def test_demo_stops_cleanly_while_tracking(ros_domain_id, tmp_path, stop):
     log = tmp_path / 'demo.log'
     demo = _start(['-m', 'simtrack_ros.ros.demo', '--duration', '600', '--device', 'cpu',
-                   '--width', '320', '--height', '240', '--fps', '15', '--ros-args',
+                   '--width', '320', '--height', '240', '--fps', '15',
+                   '--out', str(tmp_path / 'out'), '--ros-args',
                    '-r', f'__ns:=/demo_{os.getpid()}_{next(_demo_runs)}'], log)
     try:
         deadline = time.monotonic() + START_S

@@ -89,7 +89,9 @@ def frame_record(name: str, frame_file: str, index: int, truth: FrameTruth,
                  template: Sequence[float]) -> FrameRecord:
     """Build the annotation of one frame: every challenge judged, source ``synthetic``."""
     flags = {cls: Flag(truth.flags[cls], SOURCE) for cls in CHALLENGE_NAMES if cls != NORMAL}
-    return FrameRecord(name, frame_file, index, _xyxy(template), _xyxy(truth.box),
+    box = truth.box
+    visible_box = _xyxy(box) if box[2] > 0 and box[3] > 0 else None   # clipped away: no box
+    return FrameRecord(name, frame_file, index, _xyxy(template), visible_box,
                        flags=flags, visible_ratio=truth.visible)
 
 

@@ -80,8 +80,10 @@ class Spec:
 SPECS: Tuple[Spec, ...] = (
     Spec('weights', '', 'Checkpoint file (.pth): ours, an official SimTrack one or CLIP '
          'weights; a relative path is looked up in the working directory, then in the package '
-         "share directory. '' runs the demo model (tiny, random weights): its boxes and "
-         'classes are meaningless.', read_only=True),
+         "share directory. '' runs the package's demo weights (weights/demo_small.pth: small "
+         'config trained on synthetic sea scenes, for demos) when model_config is auto; with '
+         'another model_config, or without demo weights, a model with random weights (its boxes '
+         'and classes are meaningless).', read_only=True),
     Spec('model_config', 'auto', "Model configuration: 'auto' takes it from the checkpoint "
          '(official files: simtrack-b16), or a config name.', read_only=True,
          choices=('auto',) + CONFIG_NAMES),
