@@ -108,6 +108,14 @@ class TrackerUnderTest:
                 return arrived()
         raise AssertionError(f'no {topic} for stamp {stamp} within {timeout} s')
 
+    def publish_and_classify(self, msg: Any) -> Tuple[TrackerStatus, TrackingChallenge]:
+        """Publish ``msg``; return the status and the TrackingChallenge carrying its stamp."""
+        status = self.publish_and_wait(msg)
+        stamp = msg.header.stamp
+        assert self.ros.wait_for(lambda: any(c.header.stamp == stamp
+                                             for c in self.out['challenge'])), 'no challenge'
+        return status, next(c for c in self.out['challenge'] if c.header.stamp == stamp)
+
     def set_target(self, request: SetTarget.Request) -> SetTarget.Response:
         """Call ~/set_target."""
         return self.ros.call(SetTarget, self.ros.topic('simtrack/set_target'), request)

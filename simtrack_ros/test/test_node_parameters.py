@@ -144,12 +144,8 @@ def test_trained_head_publishes_probabilities(ros, tmp_path: Path):
     weights = save_checkpoint(model, tmp_path / 'trained.pth')
     node = TrackerUnderTest(ros, weights=str(weights))
     target_id = node.start_tracking()
-    msg = image(frame(), 3.0)
-    status = node.publish_and_wait(msg)
+    status, challenge = node.publish_and_classify(image(frame(), 3.0))
     assert status.classification_trained
-    assert ros.wait_for(lambda: any(c.header.stamp == msg.header.stamp
-                                    for c in node.out['challenge']))
-    challenge = next(c for c in node.out['challenge'] if c.header.stamp == msg.header.stamp)
     assert challenge.target_id == target_id and challenge.challenge != UNKNOWN_ID
     assert list(challenge.class_names) == list(CHALLENGE_NAMES)
     probabilities = np.array(challenge.probabilities)

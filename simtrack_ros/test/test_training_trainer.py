@@ -200,12 +200,8 @@ def test_mixed_precision_and_multi_label_train(data, tmp_path, precision):
 def test_node_publishes_probabilities_of_a_trained_checkpoint(ros, trained):
     node = TrackerUnderTest(ros, weights=str(trained / 'best.pth'))
     target_id = node.start_tracking()
-    msg = image(frame(), 3.0)
-    status = node.publish_and_wait(msg)
+    status, challenge = node.publish_and_classify(image(frame(), 3.0))
     assert status.classification_trained
-    assert ros.wait_for(lambda: any(c.header.stamp == msg.header.stamp
-                                    for c in node.out['challenge']))
-    challenge = next(c for c in node.out['challenge'] if c.header.stamp == msg.header.stamp)
     assert challenge.target_id == target_id and challenge.challenge != UNKNOWN_ID
     probabilities = np.array(challenge.probabilities)
     assert len(probabilities) == 10 and abs(probabilities.sum() - 1.0) < 1e-4
