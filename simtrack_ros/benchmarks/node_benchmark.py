@@ -50,7 +50,7 @@ from simtrack_ros_interfaces.srv import SetTarget
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D
 
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.tracker_node import TrackerNode
 
 NAMESPACE = '/node_benchmark'

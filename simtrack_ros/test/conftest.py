@@ -26,7 +26,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.task import Future
 
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 
 T = TypeVar('T')
 _names = itertools.count()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != 'glibc',
 # Allocates and frees one 8 MiB block (a 1080p bgr8 frame is 6 MiB) and reports glibc's counts.
 PROBE = r"""
 import ctypes, json
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (

@@ -15,11 +15,11 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.challenges import CHALLENGE_NAMES
 from simtrack_ros.data.synthetic_contact_sheet import write_contact_sheet
 from simtrack_ros.data.synthetic_dataset import generate_dataset, parse_splits, SynthOptions
 from simtrack_ros.data.synthetic_plan import parse_mix, VARIANTS
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 
 
 def _size(text: str) -> Tuple[int, int]:

@@ -22,12 +22,12 @@ import zlib
 import cv2
 import numpy as np
 
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.challenges import CHALLENGE_NAMES, NORMAL
 from simtrack_ros.data.annotations import AnnotationWriter, Flag, FrameRecord
 from simtrack_ros.data.sequences import LIST_FILE, write_sequence
 from simtrack_ros.data.synthetic_plan import build_plan, choose_variants, parse_mix, Plan
 from simtrack_ros.data.synthetic_scene import FrameTruth, label_files, LabelRules, SceneRenderer
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 
 SOURCE = 'synthetic'
 ANNOTATION_FILE = 'annotations.jsonl'

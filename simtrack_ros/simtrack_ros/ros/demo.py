@@ -43,11 +43,11 @@ from simtrack_ros_interfaces.msg import TargetStatus, TrackerStatus, TrackingCha
 from simtrack_ros_interfaces.srv import SetTarget, StopTracking
 from vision_msgs.msg import BoundingBox2D, Detection2D
 
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.data.sequences import read_sequence
 from simtrack_ros.data.synthetic_dataset import SynthOptions
 from simtrack_ros.evaluation.ope import iou_xywh
 from simtrack_ros.ros import demo_report
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.demo_camera import (DEMO_SEED, DEMO_SPLIT, DemoCameraNode,
                                           generate_sequences, parse_frame_key)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord

@@ -35,10 +35,10 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.data import sequences as sequence_io
 from simtrack_ros.data.synthetic_dataset import generate_dataset, SequenceResult, SynthOptions
 from simtrack_ros.data.synthetic_sea import BoxXYWH, render_sea_frame
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.node_process import NodeProcess
 
 #: ``Detection2D.id`` and class of the ground-truth box of the sea scene.

@@ -20,8 +20,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
 
+from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros import parameters
-from simtrack_ros.ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.ros.frame_buffer import FrameBuffer
 from simtrack_ros.ros.image_conversion import ImageConversionError, LazyFrame
 from simtrack_ros.ros.image_input import ImageInput
