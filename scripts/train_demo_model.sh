@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/runs/demo_model}"
 SEED="${SEED:-2026}"
-EPOCHS="${EPOCHS:-25}"
+EPOCHS="${EPOCHS:-40}"
 SAMPLES_PER_EPOCH="${SAMPLES_PER_EPOCH:-1600}"
 DATA="$OUT/data"
 start=$SECONDS
@@ -32,6 +32,7 @@ if [ -f "$OUT/train/last.pth" ]; then
 fi
 simtrack-finetune --data_dir "$DATA" --out "$OUT/train" --preset scratch --task joint \
   --config small --multi_label --epochs "$EPOCHS" --samples_per_epoch "$SAMPLES_PER_EPOCH" \
+  --schedule step --lr_drop_epochs 30 --lr_gamma 0.3 \
   --val_samples 400 --seed "$SEED" --num_workers 1 "${resume[@]}"
 echo "[demo-model] trained after $((SECONDS - start)) s"
 
