@@ -83,8 +83,12 @@ def test_checkpoint_is_plain_data_the_node_loader_reads(trained, data):
     assert sorted(split['train'] + split['val']) == names and not set(split['train']) & set(
         split['val'])
     best = torch.load(trained / 'best.pth', weights_only=True)['training']['best']
-    metrics = {row['epoch']: row['val']['macro_f1'] for row in jsonl(trained / 'metrics.jsonl')}
+    rows = {row['epoch']: row['val'] for row in jsonl(trained / 'metrics.jsonl')}
+    metrics = {epoch: val['joint_score'] for epoch, val in rows.items()}
+    assert best['metric'] == 'joint_score'
     assert best['value'] == max(metrics.values()) and metrics[best['epoch']] == best['value']
+    assert all(val['joint_score'] == pytest.approx(val['mean_iou'] + val['macro_f1'])
+               for val in rows.values())
     model, report = load_checkpoint(trained / 'best.pth')
     assert model.cls_head_trained and model.trained_heads == {'box', 'cls'}
     assert model.config.search_size == 128 and not report.missing

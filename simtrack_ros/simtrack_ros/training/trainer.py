@@ -40,9 +40,20 @@ Batch = Dict[str, Any]
 
 
 def best_metric(settings: TrainSettings, multi_label: bool) -> str:
-    """Name of the validation value ``best.pth`` is chosen by."""
+    """Name of the validation value ``best.pth`` is chosen by.
+
+    Joint runs are chosen by ``joint_score`` (box IoU plus class macro-F1): either alone picks
+    epochs where the other head is weak.
+    """
     if not settings.trains_cls:
         return 'mean_iou'
+    if settings.trains_box:
+        return 'joint_score'
+    return class_metric(multi_label)
+
+
+def class_metric(multi_label: bool) -> str:
+    """Name of the validation macro-F1 of the class head."""
     return 'multi_label.macro_f1' if multi_label else 'macro_f1'
 
 
@@ -294,6 +305,9 @@ class Trainer:
             return {}
         metrics = self._weighted_loss(sums.means(self.device))
         metrics.update(self._meter_metrics(cls_meter, box_meter))
+        class_f1 = lookup(metrics, class_metric(self.model.config.multi_label))
+        if class_f1 is not None and metrics.get('mean_iou') is not None:
+            metrics['joint_score'] = float(metrics['mean_iou']) + float(class_f1)
         return metrics
 
     def _weighted_loss(self, terms: Dict[str, float]) -> Dict[str, float]:
