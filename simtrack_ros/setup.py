@@ -35,6 +35,8 @@ setup(
             'simtrack-synth = simtrack_ros.data.synth_cli:main',
             'simtrack-finetune = simtrack_ros.training.cli:main',
             'simtrack-eval = simtrack_ros.evaluation.cli:main',
+            'simtrack-export = simtrack_ros.export.cli:main',
+            'simtrack-guard = simtrack_ros.evaluation.guard_cli:main',
         ],
     },
 )

@@ -51,15 +51,16 @@ Shape = Tuple[Optional[int], ...]
 
 def template_path(search_path: PathLike) -> Path:
     """Return the template graph of a search graph: ``<name>.template.onnx`` beside it."""
-    return _onnx_path(search_path).with_suffix(TEMPLATE_SUFFIX)
+    return search_file(search_path).with_suffix(TEMPLATE_SUFFIX)
 
 
 def guard_path(search_path: PathLike) -> Path:
     """Return where the accuracy guard's result for a search graph is: ``<name>.guard.json``."""
-    return _onnx_path(search_path).with_suffix(GUARD_SUFFIX)
+    return search_file(search_path).with_suffix(GUARD_SUFFIX)
 
 
-def _onnx_path(path: PathLike) -> Path:
+def search_file(path: PathLike) -> Path:
+    """Return ``path`` as a search graph's path; ExportError unless it ends in ``.onnx``."""
     path = Path(path)
     if path.suffix != '.onnx':
         raise ExportError(f'exported model {path}: the search graph file must end in .onnx')
@@ -129,7 +130,7 @@ class ExportedModel:
         return guard_path(self.search)
 
 
-class _SearchGraph(nn.Module):
+class SearchGraph(nn.Module):
     """``forward_search`` with both heads, its outputs as a tuple in :data:`SEARCH_OUTPUTS`."""
 
     def __init__(self, model: SimTrack) -> None:
@@ -142,8 +143,8 @@ class _SearchGraph(nn.Module):
         return tuple(out[name] for name in SEARCH_OUTPUTS)
 
 
-class _TemplateGraph(nn.Module):
-    """The template graph: ``encode_template``."""
+class TemplateGraph(nn.Module):
+    """The template graph: ``encode_template`` (the tokens the tracker caches per target)."""
 
     def __init__(self, model: SimTrack) -> None:
         super().__init__()
@@ -197,7 +198,7 @@ def export_onnx(model: SimTrack, search_path: PathLike, checkpoint_sha256: str =
     Each file is written atomically (temporary sibling, then rename), template first. The
     model runs in eval mode during the export (its mode is restored afterwards).
     """
-    search = _onnx_path(search_path)
+    search = search_file(search_path)
     if opset < DEFAULT_OPSET:
         raise ValueError(f'opset {opset} is not supported: the dynamo exporter needs '
                          f'{DEFAULT_OPSET} or newer')
@@ -206,8 +207,8 @@ def export_onnx(model: SimTrack, search_path: PathLike, checkpoint_sha256: str =
     training = model.training
     model.eval()
     try:
-        graphs = (('template', template_path(search), _TemplateGraph(model), TEMPLATE_OUTPUTS),
-                  ('search', search, _SearchGraph(model), SEARCH_OUTPUTS))
+        graphs = (('template', template_path(search), TemplateGraph(model), TEMPLATE_OUTPUTS),
+                  ('search', search, SearchGraph(model), SEARCH_OUTPUTS))
         for graph, path, module, outputs in graphs:
             proto = _export_graph(module, example_inputs(config, graph, device=device),
                                   outputs, opset)
@@ -252,7 +253,7 @@ def load_exported(path: PathLike) -> ExportedModel:
     checkpoint hash equal to the search graph's, input/output names and static dimensions
     equal to what the config gives, the targets dimension dynamic.
     """
-    search = _onnx_path(path)
+    search = search_file(path)
     proto = load_onnx(search)
     metadata = metadata_of(proto, str(search))
     if metadata.graph != 'search':
@@ -280,7 +281,7 @@ def load_exported(path: PathLike) -> ExportedModel:
 
 def _short(value: object) -> str:
     if isinstance(value, dict):
-        return f'config {value.get("name")!r} (width {value.get("width")})'
+        return f'{value.get("name")!r} (width {value.get("width")})'
     return repr(value) if value else "''"
 
 
