@@ -1,14 +1,23 @@
-"""Turn the node's ``weights`` / ``model_config`` parameters into a model (or a clear error)."""
+"""Turn the node's ``weights`` / ``model_config`` parameters into a model (or a clear error).
+
+A ``.pth`` file is a checkpoint (a PyTorch model); a ``.onnx`` file an exported model
+(:func:`simtrack_ros.export.onnx_export.load_exported`: its template graph beside it, checked;
+an unusable file is an ``ExportError`` naming it).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, TYPE_CHECKING, Union
 
 from torch import nn
 
 from simtrack_ros.model import build_model, CheckpointError, get_config, load_checkpoint
+from simtrack_ros.model.config import SimTrackConfig
+
+if TYPE_CHECKING:
+    from simtrack_ros.export.onnx_export import ExportedModel
 
 PACKAGE = 'simtrack_ros'
 #: The package's demo weights, relative to its share directory (and to the source tree's
@@ -25,12 +34,14 @@ _SOURCE_PACKAGE = Path(__file__).resolve().parents[2]
 class LoadedModel:
     """A model ready for the tracker, and what to tell the user about it."""
 
-    model: nn.Module
+    model: Union[nn.Module, 'ExportedModel']
     description: str
     #: False for random weights and backbone-only weights (e.g. CLIP): boxes mean nothing.
     box_trained: bool
     warnings: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    #: The weights file (a checkpoint is the key of the export cache); None for random weights.
+    path: Optional[Path] = None
 
 
 def _share_directory() -> Optional[Path]:
@@ -98,11 +109,13 @@ def load_model(weights: str, model_config: str) -> LoadedModel:
             tried = ', '.join(str(p) for p in demo_weights_candidates())
             return _random_model(DEMO_CONFIG, f'the package has no demo weights (tried {tried})')
     path = demo or resolve_weights(weights)
+    if path.suffix == '.onnx':
+        return _load_exported(path, config)
     model, report = load_checkpoint(path, config)
     box_trained = 'box' in model.trained_heads
     name = model.config.name
     loaded = LoadedModel(model, f'demo weights {path} ({name})' if demo else f'{name} from {path}',
-                         box_trained, notes=[report.summary()])
+                         box_trained, notes=[report.summary()], path=path)
     if demo:
         loaded.notes.insert(0, (
             f"weights is '': running the package's demo weights {path} ({name} config, "
@@ -111,8 +124,29 @@ def load_model(weights: str, model_config: str) -> LoadedModel:
     problems = report.problems()
     if problems:
         loaded.warnings.append(f'checkpoint {path}: ' + '; '.join(problems))
-    if not box_trained:
+    _warn_untrained(loaded, f'checkpoint {path}')
+    return loaded
+
+
+def _warn_untrained(loaded: LoadedModel, what: str) -> None:
+    if not loaded.box_trained:
         loaded.warnings.append(
-            f'checkpoint {path} has no trained box head (backbone-only weights such as CLIP): '
-            'the boxes and confidences are MEANINGLESS until the tracker is trained')
+            f'{what} has no trained box head (backbone-only weights such as CLIP): the boxes '
+            'and confidences are MEANINGLESS until the tracker is trained')
+
+
+def _load_exported(path: Path, config: Optional[SimTrackConfig]) -> LoadedModel:
+    """Open an exported model; ExportError (a ValueError) when unusable or of another config."""
+    from simtrack_ros.export.onnx_export import load_exported
+    exported = load_exported(path)
+    name = exported.config.name
+    if config is not None and config.name != name:
+        raise CheckpointError(f'exported model {path} holds a {name!r} model, but model_config '
+                              f"is {config.name!r}; use model_config 'auto' for an .onnx file")
+    loaded = LoadedModel(exported, f'{name} exported to {path} ({exported.precision})',
+                         'box' in exported.trained_heads, path=path,
+                         notes=[f'exported model {path}: {name}, {exported.precision}, heads '
+                                f'{", ".join(exported.metadata.trained_heads) or "none"} '
+                                f'trained, template graph {exported.template.name}'])
+    _warn_untrained(loaded, f'exported model {path}')
     return loaded

@@ -23,6 +23,7 @@ from rclpy.parameter import Parameter
 
 from simtrack_ros.model.config import CONFIG_NAMES
 from simtrack_ros.tracking import EngineOptions, StateThresholds, TrackerOptions
+from simtrack_ros.tracking.precision_policy import PRECISION_NAMES, RUNTIME_NAMES
 
 Values = Mapping[str, Any]
 
@@ -79,7 +80,8 @@ class Spec:
 #: home); the params file and the README are checked against these specs by the tests.
 SPECS: Tuple[Spec, ...] = (
     Spec('weights', '', 'Checkpoint file (.pth): ours, an official SimTrack one or CLIP '
-         'weights; a relative path is looked up in the working directory, then in the package '
+         'weights; or an exported model (.onnx, simtrack-export; its template graph beside '
+         'it); a relative path is looked up in the working directory, then in the package '
          "share directory. '' runs the package's demo weights (weights/demo_small.pth: small "
          'config trained on synthetic sea scenes, for demos) when model_config is auto; with '
          'another model_config, or without demo weights, a model with random weights (its boxes '
@@ -90,9 +92,16 @@ SPECS: Tuple[Spec, ...] = (
     Spec('device', EngineOptions.device,
          "Inference device: 'auto' (CUDA when available, else the CPU with a warning), 'cpu', "
          "'cuda' or 'cuda:N'.", read_only=True, pattern=r'auto|cpu|cuda(:\d+)?'),
+    Spec('runtime', EngineOptions.runtime,
+         "Inference runtime: 'auto' (an .onnx file: openvino when installed, else "
+         'onnxruntime; a .pth checkpoint: torch), torch, onnxruntime or openvino (a checkpoint '
+         'is exported once into a cache beside it).', read_only=True, choices=RUNTIME_NAMES),
     Spec('precision', EngineOptions.precision,
-         'Inference precision (fp16 needs CUDA; bf16 changes numerics and is faster than fp32 '
-         'on a CPU only with native bf16).', read_only=True, choices=('fp32', 'fp16', 'bf16')),
+         "Inference precision: 'auto' (bf16 only where the hardware has native bf16 and the "
+         'model is at least 384 wide, else fp32; an int8 file runs int8), fp32, fp16 (CUDA), '
+         'bf16 (changes numerics; refused by onnxruntime/openvino on a CPU without native '
+         'bf16) or int8 (onnxruntime/openvino; check it with simtrack-guard).',
+         read_only=True, choices=PRECISION_NAMES),
     Spec('cuda_graphs', EngineOptions.cuda_graphs,
          'Capture the per-frame forward as a CUDA Graph (CUDA only).', read_only=True),
     Spec('crop_on_device', 'auto', 'Cut the crops on the model device from one frame upload '
@@ -174,7 +183,8 @@ def tracker_options(values: Values) -> TrackerOptions:
         thresholds=thresholds(values),
         engine=EngineOptions(device=values['device'], precision=values['precision'],
                              cuda_graphs=values['cuda_graphs'],
-                             crop_on_device=crop_on_device(values['crop_on_device'])))
+                             crop_on_device=crop_on_device(values['crop_on_device']),
+                             runtime=values['runtime']))
 
 
 def crop_on_device(value: Any) -> Optional[bool]:

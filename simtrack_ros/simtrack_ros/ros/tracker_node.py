@@ -88,7 +88,8 @@ class TrackerNode(LifecycleNode):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter('always')
                 loaded = load_model(self._params['weights'], self._params['model_config'])
-                tracker = Tracker(loaded.model, parameters.tracker_options(self._params))
+                tracker = Tracker(loaded.model, parameters.tracker_options(self._params),
+                                  checkpoint=loaded.path)
         except Exception as exc:  # noqa: B902 - CheckpointError, CUDA errors, OOM: stay up
             return self._fail_configure(f'{type(exc).__name__}: {exc}')
         logger = self.get_logger()
@@ -104,8 +105,12 @@ class TrackerNode(LifecycleNode):
         self._output = ResultPublisher(self, str(tracker.engine.device), self._model_name,
                                        tracker.has_probabilities)
         self._lifecycle = 'inactive'
-        logger.info(f'configured: {self._model_name} on {tracker.engine.device} '
-                    f'({tracker.engine.precision})')
+        engine = tracker.engine
+        logger.info(f'configured: {self._model_name}; runtime {engine.describe()}; precision '
+                    f'{engine.precision}: {engine.choice.reason}')
+        guard = accuracy_guard_report(engine.model, engine.precision)
+        if guard is not None:
+            (logger.info if guard[0] else logger.warning)(guard[1])
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -343,6 +348,30 @@ class TrackerNode(LifecycleNode):
             demo_model=self._demo_model and tracker is not None,
             worker_alive=worker is not None and worker.running,
             busy_replies=self._target_services.busy_replies)
+
+
+def accuracy_guard_report(model: Any, precision: str) -> Optional[Tuple[bool, str]]:
+    """Say what the accuracy guard found for the exported file the engine runs.
+
+    Returns (whether that is fine, one line): the stored result (``<name>.guard.json``,
+    :mod:`simtrack_ros.evaluation.accuracy_guard`) when it is for this precision, else that
+    fp32 needs none or that a reduced precision is unchecked; None for a PyTorch model.
+    """
+    guard_file = getattr(model, 'guard_file', None)
+    if guard_file is None:
+        return None
+    from simtrack_ros.evaluation.accuracy_guard import read_guard
+    try:
+        result = read_guard(guard_file)
+    except ValueError as exc:
+        return False, f'accuracy guard: {exc}'
+    if result is not None and result.precision == precision:
+        return result.passed, f'{result.summary()} [{guard_file}]'
+    if precision == 'fp32':
+        return True, f'accuracy guard: not needed for fp32 ({model.search.name})'
+    stored = f' (the stored result is for {result.precision})' if result is not None else ''
+    return False, (f'accuracy guard: {model.search.name} at {precision} is unchecked against '
+                   f'fp32{stored}; run simtrack-guard on held-out sequences')
 
 
 def main(args: Optional[List[str]] = None) -> None:

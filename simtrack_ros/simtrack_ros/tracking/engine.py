@@ -2,17 +2,21 @@
 
 The engine runs the two model calls the tracker needs, ``encode_template`` (once per target)
 and ``forward_search`` (once per frame, all targets batched), in ``torch.inference_mode`` and
-returns the search outputs as CPU float32 tensors.
+returns the search outputs as CPU float32 tensors. This is the ``torch`` runtime;
+:mod:`.engine_factory` picks it or an exported-model runtime (:mod:`.onnxruntime_engine`,
+:mod:`.openvino_engine`) from ``EngineOptions.runtime``.
 
 Device and precision rules:
 
 * ``device='auto'`` takes CUDA when available and otherwise falls back to the CPU with a
   ``RuntimeWarning``; an explicit ``'cuda'``/``'cuda:N'`` without that device is an error.
+* ``precision='auto'`` (the default) is resolved by :mod:`.precision_policy`: bf16 only on
+  hardware with native bf16 and for a model wide enough to gain from it, fp32 elsewhere.
 * ``precision='fp16'`` needs CUDA: with ``device='cpu'`` it is a ``ValueError``; when
   ``'auto'`` resolves to the CPU it falls back to fp32 with a warning. bf16 is faster than
   fp32 only on CPUs with native bf16 (AVX512-BF16/AMX); elsewhere it is emulated and about 3x
   slower, and ``precision='bf16'`` on such a CPU runs with a ``RuntimeWarning`` saying so
-  (:mod:`.cpu_features`). bf16 changes the numerics, so it is never chosen silently.
+  (:mod:`.cpu_features`). ``'int8'`` needs an exported runtime.
 * ``cuda_graphs`` needs CUDA likewise (error with ``device='cpu'``, warning and eager with
   ``'auto'`` on a CPU). One graph is captured per input shape (i.e. per number of targets);
   all graphs of one engine share one CUDA Graph memory pool. ``InferenceEngine.release``
@@ -34,6 +38,8 @@ import torch
 from torch import nn
 
 from simtrack_ros.tracking.cpu_features import describe_cpu, native_bf16
+from simtrack_ros.tracking.precision_policy import (
+    choose_precision, EXPORTED_RUNTIMES, PRECISION_NAMES, PrecisionChoice, RUNTIME_NAMES)
 
 #: Autocast dtype per precision name (None: plain fp32).
 PRECISIONS: Dict[str, Optional[torch.dtype]] = {
@@ -51,25 +57,32 @@ class EngineOptions:
 
     Attributes:
         device: ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
-        precision: ``'fp32'``, ``'fp16'`` (CUDA only) or ``'bf16'`` (autocast).
+        precision: ``'auto'`` (chosen by the hardware, :mod:`.precision_policy`), ``'fp32'``,
+            ``'fp16'`` (CUDA only), ``'bf16'`` or ``'int8'`` (exported runtimes only).
         cuda_graphs: capture the per-frame forward as a CUDA Graph (CUDA only).
         crop_on_device: crop on the model's device from one frame upload (True; the same
             pixels as OpenCV's, bit for bit), or with OpenCV on the CPU and upload the crops
             (False); None picks True on CUDA, False on the CPU (where OpenCV is 5-13x faster).
+        runtime: ``'auto'`` (an exported model: OpenVINO when installed, else ONNX Runtime; a
+            PyTorch model: torch), ``'torch'``, ``'onnxruntime'`` or ``'openvino'``.
     """
 
     device: str = 'auto'
-    precision: str = 'fp32'
+    precision: str = 'auto'
     cuda_graphs: bool = False
     crop_on_device: Optional[bool] = None
+    runtime: str = 'auto'
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not _DEVICE_SPEC.match(self.device):
             raise ValueError(
                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f'precision must be one of {", ".join(PRECISIONS)}, got {self.precision!r}')
+        if self.precision not in PRECISION_NAMES:
+            raise ValueError(f'precision must be one of {", ".join(PRECISION_NAMES)}, '
+                             f'got {self.precision!r}')
+        if self.runtime not in RUNTIME_NAMES:
+            raise ValueError(f'runtime must be one of {", ".join(RUNTIME_NAMES)}, '
+                             f'got {self.runtime!r}')
         if not isinstance(self.cuda_graphs, bool):
             raise ValueError(f'cuda_graphs must be a bool, got {self.cuda_graphs!r}')
         if self.crop_on_device is not None and not isinstance(self.crop_on_device, bool):
@@ -80,6 +93,14 @@ class EngineOptions:
                              'the CPU')
         if self.device == 'cpu' and self.cuda_graphs:
             raise ValueError("cuda_graphs needs a CUDA device, but device is 'cpu'")
+        if self.runtime == 'torch' and self.precision == 'int8':
+            raise ValueError("precision 'int8' needs runtime 'onnxruntime' or 'openvino', not "
+                             "'torch'")
+        if self.runtime in EXPORTED_RUNTIMES and self.cuda_graphs:
+            raise ValueError(f"cuda_graphs applies to runtime 'torch', not {self.runtime!r}")
+        if self.runtime == 'openvino' and self.device.startswith('cuda'):
+            raise ValueError(f"runtime 'openvino' runs on the CPU; device {self.device!r} "
+                             "needs runtime 'torch' or 'onnxruntime'")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -140,21 +161,26 @@ class _CapturedForward:
 
 
 class InferenceEngine:
-    """Runs a SimTrack-like model on one device with the chosen precision.
+    """Runs a SimTrack-like model on one device with the chosen precision (runtime 'torch').
 
-    Attributes (resolved from the options): ``device``, ``precision``, ``cuda_graphs``,
-    ``crop_on_device``.
+    Attributes (resolved from the options): ``device``, ``precision``, ``choice`` (the
+    precision and why), ``cuda_graphs``, ``crop_on_device``.
     """
+
+    runtime = 'torch'
 
     def __init__(self, model: nn.Module, options: Optional[EngineOptions] = None) -> None:
         self.options = options or EngineOptions()
         self.device = resolve_device(self.options.device)
         on_cuda = self.device.type == 'cuda'
-        self.precision = self.options.precision
-        if self.precision == 'fp16' and not on_cuda:
+        if self.options.precision == 'fp16' and not on_cuda:
             warnings.warn('fp16 needs CUDA: falling back to fp32 on the CPU (bf16 is the fast '
                           'CPU precision)', RuntimeWarning, stacklevel=2)
-            self.precision = 'fp32'
+            self.choice = PrecisionChoice('fp32', 'fp16 needs CUDA: fp32 on the CPU')
+        else:
+            self.choice = choose_precision(self.options.precision, self.runtime, self.device,
+                                           model.config.width)
+        self.precision = self.choice.precision
         if self.precision == 'bf16' and not on_cuda and native_bf16() is False:
             warnings.warn(f'bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX: '
                           f'{describe_cpu()}) is emulated and runs about 3x slower than fp32; '
@@ -170,6 +196,11 @@ class InferenceEngine:
         #: CUDA Graph memory pool shared by every graph in ``_graphs`` (created at the first
         #: capture).
         self._graph_pool: Any = None
+
+    def describe(self) -> str:
+        """One line for the start-up log: runtime, device and precision."""
+        graphs = ', CUDA Graphs' if self.cuda_graphs else ''
+        return f'torch {torch.__version__} on {self.device}, {self.precision}{graphs}'
 
     def _autocast(self) -> ContextManager:
         dtype = PRECISIONS[self.precision]

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
+from pathlib import Path
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -35,8 +36,12 @@ from simtrack_ros.tracking.confidence import (
 from simtrack_ros.tracking.crop import (
     Box, clip_box, CLIP_MARGIN, crop_and_resize, crop_window, map_box_back,
     template_anno, validate_box, Window)
-from simtrack_ros.tracking.engine import EngineOptions, InferenceEngine
+from simtrack_ros.tracking.engine import EngineOptions
+from simtrack_ros.tracking.engine_factory import build_engine
 from simtrack_ros.tracking.preprocess import crop_on_device, normalize, stack_crops
+
+if TYPE_CHECKING:
+    from simtrack_ros.export.onnx_export import ExportedModel
 
 #: Keys of :attr:`TargetResult.timings` (milliseconds).
 TIMING_KEYS = ('crop', 'upload', 'forward', 'post', 'total')
@@ -52,7 +57,7 @@ class TrackerOptions:
         template_factor: template crop side / target scale (official test setting: 2.0).
         search_factor: search crop side / target scale (official test setting: 4.0).
         thresholds: state-machine thresholds.
-        engine: device, precision, CUDA Graphs and crop path.
+        engine: runtime, device, precision, CUDA Graphs and crop path.
         confidence_window: half-size (cells) of the confidence window around the peak.
         clip_margin: pixels of every box kept inside the image (official: 10).
     """
@@ -138,14 +143,21 @@ def validate_frame(frame: np.ndarray, min_size: int = 1) -> Tuple[int, int]:
 class Tracker:
     """Tracks any number of targets in a stream of RGB frames (see the module docstring).
 
+    ``model`` is a SimTrack-like module or an exported model
+    (:class:`~simtrack_ros.export.onnx_export.ExportedModel`); the engine that runs it comes
+    from :func:`~.engine_factory.build_engine` (``checkpoint``: the file a module was loaded
+    from, the key of the export cache when an exported runtime is chosen).
+
     Thread-safe: one lock serialises every method that reads or changes the targets or runs
     the model, so a service thread can set targets while another thread tracks (and CUDA
     Graph replays, which share one memory pool, never overlap).
     """
 
-    def __init__(self, model: nn.Module, options: Optional[TrackerOptions] = None) -> None:
+    def __init__(self, model: Union[nn.Module, 'ExportedModel'],
+                 options: Optional[TrackerOptions] = None,
+                 checkpoint: Optional[Path] = None) -> None:
         self.options = options or TrackerOptions()
-        self.engine = InferenceEngine(model, self.options.engine)
+        self.engine = build_engine(model, self.options.engine, checkpoint)
         self.model = self.engine.model
         config = self.model.config
         self.template_size: int = config.template_size
