@@ -88,9 +88,9 @@ def calibration_inputs(model: Union[SimTrack, ExportedModel], sequences: Sequenc
                        samples: int = 32, seed: int = 0) -> List[Dict[str, np.ndarray]]:
     """Return ``samples`` search-graph inputs (batch 1, float32, by input name).
 
-    Samples go round-robin over ``sequences`` (sequence folders); each one's frame and jitter
-    are drawn from ``seed``. ValueError when there are no sequences, a sequence has no visible
-    target, or ``samples`` < 1.
+    Samples go round-robin over ``sequences`` (sequence folders; at most ``samples`` of them,
+    evenly spaced, are used); each one's frame and jitter are drawn from ``seed``. ValueError
+    when there are no sequences, a used sequence has no visible target, or ``samples`` < 1.
     """
     if samples < 1:
         raise ValueError(f'samples must be >= 1, got {samples}')
@@ -100,7 +100,8 @@ def calibration_inputs(model: Union[SimTrack, ExportedModel], sequences: Sequenc
     config = model.config
     encode = _encoder(model)
     rng = np.random.default_rng(seed)
-    tracks = [read_sequence(path) for path in sequences]
+    chosen = np.unique(np.linspace(0, len(sequences) - 1, min(samples, len(sequences))).round())
+    tracks = [read_sequence(sequences[int(i)]) for i in chosen]
     states = []
     for track in tracks:
         visible = _visible_frames(track)
