@@ -4,6 +4,7 @@ Examples:
   ros2 launch simtrack_ros tracker.launch.py image_topic:=/camera/image_raw weights:=/w.pth
   ros2 launch simtrack_ros tracker.launch.py demo:=true
   ros2 launch simtrack_ros tracker.launch.py image_topic:=/bow/image_raw compressed_input:=true
+  ros2 launch simtrack_ros tracker.launch.py demo:=true runtime:=openvino precision:=fp32
 
 Set a target with the ``set_target`` service (``/<namespace>/simtrack/set_target``), e.g.
   ros2 service call /simtrack/set_target simtrack_ros_interfaces/srv/SetTarget \
@@ -13,8 +14,9 @@ Set a target with the ``set_target`` service (``/<namespace>/simtrack/set_target
 tracker, the demo camera and a client that sets the target, in one process, without launch.
 
 Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
-``weights``, ``device`` and ``compressed_input`` arguments override it only when given on the
-command line (their empty default keeps the file's value); ``use_sim_time`` always applies.
+``weights``, ``device``, ``runtime``, ``precision`` and ``compressed_input`` arguments override
+it only when given on the command line (their empty default keeps the file's value);
+``use_sim_time`` always applies.
 
 The node configures and activates itself (parameter ``autostart``), so a plain ``Node`` action
 works on Humble, Jazzy and Kilted alike. To drive the lifecycle from outside instead, set
@@ -34,7 +36,8 @@ PACKAGE = 'simtrack_ros'
 BOOLEAN = ['true', 'false']
 #: Launch arguments that set the node parameter of the same name (with its type) only when
 #: given on the command line; their empty default keeps the value from params_file.
-OPTIONAL_OVERRIDES = {'weights': str, 'device': str, 'compressed_input': bool}
+OPTIONAL_OVERRIDES = {'weights': str, 'device': str, 'runtime': str, 'precision': str,
+                      'compressed_input': bool}
 
 
 def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
@@ -108,18 +111,28 @@ def generate_launch_description() -> LaunchDescription:
             'params_file',
             default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), 'config',
                                                 'tracker.yaml']),
-            description='Parameter file of the tracker node. The weights, device and '
-                        'compressed_input arguments override its values only when given; '
+            description='Parameter file of the tracker node. The weights, device, runtime, '
+                        'precision and compressed_input arguments override its values only '
+                        'when given; '
                         'use_sim_time always does.'),
         DeclareLaunchArgument(
             'weights', default_value='',
-            description='SimTrack checkpoint (.pth); empty: take weights from params_file '
+            description='SimTrack checkpoint (.pth) or exported model (.onnx); empty: take '
+                        'weights from params_file '
                         "(whose own empty value runs the package's demo weights)."),
         DeclareLaunchArgument(
             'device', default_value='', choices=['', 'auto', 'cpu', 'cuda'],
             description='Inference device; empty: take device from params_file; auto takes '
                         'CUDA when available, else the CPU. To pick one of several GPUs set '
                         'CUDA_VISIBLE_DEVICES.'),
+        DeclareLaunchArgument(
+            'runtime', default_value='', choices=['', 'auto', 'torch', 'onnxruntime', 'openvino'],
+            description='Inference runtime; empty: take runtime from params_file; openvino / '
+                        'onnxruntime export a .pth once into a cache beside it.'),
+        DeclareLaunchArgument(
+            'precision', default_value='', choices=['', 'auto', 'fp32', 'fp16', 'bf16', 'int8'],
+            description='Inference precision; empty: take precision from params_file; auto '
+                        'picks bf16 only on hardware with native bf16 (and a wide model).'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', choices=BOOLEAN,
             description='Use the /clock topic as the time source.'),

@@ -26,7 +26,8 @@ LAUNCH_FILE = PACKAGE_ROOT / 'launch' / 'tracker.launch.py'
 CONFIG_FILE = PACKAGE_ROOT / 'config' / 'tracker.yaml'
 SETUP_FILE = PACKAGE_ROOT / 'setup.py'
 EXPECTED_ARGUMENTS = {'namespace', 'image_topic', 'params_file', 'weights', 'device',
-                      'use_sim_time', 'log_level', 'compressed_input', 'demo'}
+                      'runtime', 'precision', 'use_sim_time', 'log_level', 'compressed_input',
+                      'demo'}
 #: Parameters every ROS 2 node has, so the node's params file need not list them.
 BUILTIN_PARAMETERS = {'use_sim_time': False}
 
