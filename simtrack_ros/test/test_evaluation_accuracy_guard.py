@@ -18,11 +18,12 @@ from onnx import numpy_helper
 import pytest
 import torch
 
-from simtrack_ros.data.sequences import list_sequences
+from simtrack_ros.data.sequences import list_sequences, read_sequence
 from simtrack_ros.data.synthetic_dataset import generate_dataset, SynthOptions
 from simtrack_ros.evaluation.accuracy_guard import (
     AUC_TOLERANCE, box_errors, GuardFileError, GuardResult, read_guard, run_guard, write_guard)
 from simtrack_ros.evaluation.guard_cli import main
+from simtrack_ros.evaluation.runner import run_simtrack
 from simtrack_ros.export.onnx_export import ExportedModel, load_exported, template_path
 from simtrack_ros.model import build_model
 from simtrack_ros.model.checkpoint import load_checkpoint, save_checkpoint
@@ -173,6 +174,16 @@ def test_boxes_off_the_clip_are_rejected_even_when_the_auc_holds(model, referenc
                                  f'by up to {result.max_box_error_px:.2f} px')
                and reason.endswith(f'{result.max_box_error_px - 1:.2f} px over the 1 px '
                                    'limit.') for reason in result.reasons), result.reasons
+
+
+def test_bf16_is_judged_on_the_same_input_each_frame(model, reference, sequences):
+    """bf16 boxes drift apart in one pass, but from the same crop they stay within 1 px."""
+    bf16 = tracker(model, precision='bf16')
+    one_pass = [run_simtrack(t, read_sequence(sequences[0])).boxes for t in (reference, bf16)]
+    result = run_guard(reference, bf16, sequences[:1], candidate_name='bf16')
+    assert result.box_tolerance_px == 1.0 and result.clip_frames == FRAMES
+    assert result.max_box_error_px < 1.0, result.reasons
+    assert result.max_box_error_px < box_errors(*one_pass).max()
 
 
 def test_the_reference_must_be_pytorch_fp32_of_the_same_model(model, reference, sequences):

@@ -40,6 +40,25 @@ def test_exact_motion_recovery_at_unit_scale():
         assert result.state is TrackState.TRACKING
 
 
+def test_reposition_moves_the_search_crop_and_keeps_the_template():
+    # The stand-in finds the object wherever the crop is: re-placed far off in one frame, the
+    # tracker must still return the true box only when the crop still holds the object.
+    background = textured_frame(HEIGHT, WIDTH, seed=3)
+    box = [60, 50, 56, 56]
+    tracker = make_tracker()
+    target = tracker.initialize(draw_box(background, box), box)
+    tracker.reposition(target, [64, 52, 56, 56])
+    (result,) = tracker.track(draw_box(background, box))
+    np.testing.assert_allclose(result.box, box, atol=BOX_TOLERANCE)
+    tracker.reposition(target, [250, 170, 20, 20])     # the object is outside this crop
+    (result,) = tracker.track(draw_box(background, box))
+    assert iou(result.box, box) < 0.5
+    with pytest.raises(KeyError, match='target_9'):
+        tracker.reposition('target_9', box)
+    with pytest.raises(ValueError):
+        tracker.reposition(target, [10, 10, 0, 5])
+
+
 def test_moving_scaling_object_across_borders():
     background = textured_frame(HEIGHT, WIDTH, seed=1)
     tracker = make_tracker()

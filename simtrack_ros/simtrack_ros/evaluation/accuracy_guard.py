@@ -9,10 +9,12 @@ candidate passes when
   the reference's (a higher AUC passes), and
 * for the precisions in :data:`BOX_CHECKED_PRECISIONS` (fp32, fp16, bf16): its boxes stay
   within :data:`BOX_TOLERANCE_PX` of the reference's on a fixed clip, the first sequence's
-  frames. The box error of a frame is the largest difference of the four box edges, in pixels
-  of the frame. int8 is judged on AUC alone: its boxes differ by pixels from fp32 by design,
-  and a one-pass track that drifts once differs for the rest of the clip; its box errors are
-  still reported.
+  frames. On the clip both trackers see the same input every frame: before each frame the
+  candidate's target is moved to the reference's previous box (:meth:`Tracker.reposition`),
+  so the comparison measures the model's numerics, not a one-pass track that drifted once
+  and differs for the rest of the clip. The box error of a frame is the largest difference of
+  the four box edges, in pixels of the frame. int8 is judged on AUC alone (its boxes differ by
+  pixels from fp32 by design); its box errors are still reported.
 
 Otherwise :attr:`GuardResult.reasons` says which limit it missed and by how much. The result is
 stored as JSON beside the exported search graph (``<name>.guard.json``,
@@ -26,13 +28,13 @@ import json
 import os
 from pathlib import Path
 import tempfile
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from simtrack_ros.data.sequences import read_sequence, Sequence as DataSequence
 from simtrack_ros.evaluation.ope import SequenceResult, summarize
-from simtrack_ros.evaluation.runner import run_simtrack
+from simtrack_ros.evaluation.runner import first_box, run_simtrack
 from simtrack_ros.tracking.tracker import Tracker
 
 #: Largest accepted drop of the success AUC (0..1 scale): 1 point.
@@ -208,6 +210,30 @@ def box_errors(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(errors), errors, np.inf)
 
 
+def clip_boxes(reference: Tracker, candidate: Tracker, sequence: DataSequence,
+               frames: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Boxes of both trackers on the clip, the candidate re-placed on the reference's box.
+
+    Both start from the first frame's ground truth; before each later frame the candidate's
+    target is moved to the reference's previous box, so both cut the same search crop.
+    Returns (reference, candidate) ``N x 4`` boxes of the first ``frames`` frames (None: all).
+    """
+    count = len(sequence) if frames is None else min(frames, len(sequence))
+    first = first_box(sequence)
+    boxes = {'reference': np.zeros((count, 4)), 'candidate': np.zeros((count, 4))}
+    ids = {}
+    for role, tracker in (('reference', reference), ('candidate', candidate)):
+        tracker.clear()
+        ids[role] = tracker.initialize(sequence.frame(0), first)
+        boxes[role][0] = first
+    for index in range(1, count):
+        frame = sequence.frame(index)
+        candidate.reposition(ids['candidate'], boxes['reference'][index - 1])
+        for role, tracker in (('reference', reference), ('candidate', candidate)):
+            boxes[role][index] = tracker.track(frame)[0].box
+    return boxes['reference'], boxes['candidate']
+
+
 def describe_tracker(tracker: Tracker) -> str:
     """Name a tracker's model: the exported file, or config, runtime and precision."""
     search = getattr(tracker.model, 'search', None)
@@ -259,8 +285,8 @@ def run_guard(reference: Tracker, candidate: Tracker,
     """Judge ``candidate`` against the fp32 PyTorch ``reference`` (see the module docstring).
 
     Both trackers run one-pass over every sequence (initialised with the first frame's
-    ground-truth box). The clip is the first sequence, its first ``clip_frames`` frames (None:
-    all). ``candidate_name`` overrides :func:`describe_tracker`; ``progress`` gets a line per
+    ground-truth box) for the AUC. The clip is the first sequence, its first ``clip_frames``
+    frames (None: all), compared with :func:`clip_boxes`. ``candidate_name`` overrides :func:`describe_tracker`; ``progress`` gets a line per
     sequence. ValueError: no sequences, a reference that is not fp32 PyTorch, a candidate of
     another model configuration, or sequences without ground truth to score.
     """
@@ -279,8 +305,9 @@ def run_guard(reference: Tracker, candidate: Tracker,
     summaries = {role: summarize(results) for role, results in runs.items()}
     auc_reference = _auc(summaries['reference'], 'reference')
     auc_candidate = _auc(summaries['candidate'], 'candidate')
-    clip = slice(clip_frames)
-    errors = box_errors(runs['candidate'][0].boxes[clip], runs['reference'][0].boxes[clip])
+    clip = sequences[0]
+    clip = clip if isinstance(clip, DataSequence) else read_sequence(clip)
+    errors = box_errors(*reversed(clip_boxes(reference, candidate, clip, clip_frames)))
     precision = str(candidate.engine.precision)
     box_tolerance = BOX_TOLERANCE_PX if precision in BOX_CHECKED_PRECISIONS else None
     auc_drop = auc_reference - auc_candidate

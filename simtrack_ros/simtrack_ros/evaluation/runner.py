@@ -82,7 +82,7 @@ def read_labels(sequence: DataSequence, file_name: str = ANNOTATION_FILE
     return labels, judged
 
 
-def _first_box(sequence: DataSequence) -> np.ndarray:
+def first_box(sequence: DataSequence) -> np.ndarray:
     box = sequence.boxes[0]
     absent = sequence.absent is not None and bool(sequence.absent[0])
     if absent or not (np.isfinite(box).all() and (box[2:] > 0).all()):
@@ -100,7 +100,7 @@ def _timed(call: Callable[[], object]) -> Tuple[object, float]:
 def run_simtrack(tracker: Tracker, sequence: DataSequence) -> SequenceResult:
     """Track ``sequence`` with SimTrack (one target), keeping the class probabilities."""
     count = len(sequence)
-    first = _first_box(sequence)
+    first = first_box(sequence)
     boxes, seconds = np.zeros((count, 4)), np.zeros(count)
     names = tracker.class_names
     probabilities = np.full((count, len(names)), np.nan) if tracker.has_probabilities else None
@@ -120,7 +120,7 @@ def run_simtrack(tracker: Tracker, sequence: DataSequence) -> SequenceResult:
 def run_baseline(tracker: OpenCVTracker, sequence: DataSequence) -> SequenceResult:
     """Track ``sequence`` with an OpenCV tracker."""
     count = len(sequence)
-    first = _first_box(sequence)
+    first = first_box(sequence)
     boxes, seconds = np.zeros((count, 4)), np.zeros(count)
     _, seconds[0] = _timed(lambda: tracker.initialize(sequence.frame(0), first))
     boxes[0] = first

@@ -266,6 +266,18 @@ class Tracker:
             self._token_batch = None
         return target_id
 
+    def reposition(self, target_id: str, box_xywh: Sequence[float]) -> None:
+        """Move a target's last box (the next search crop centres on it); the template stays.
+
+        KeyError for an unknown id; ValueError for a box that cannot be tracked in the
+        target's last frame size.
+        """
+        with self._lock:
+            if target_id not in self._targets:
+                raise KeyError(f'unknown target {target_id!r}')
+            target = self._targets[target_id]
+            target.box = validate_box(box_xywh, *target.frame_shape)
+
     def remove(self, target_id: str) -> None:
         """Stop tracking one target; KeyError if the id is unknown."""
         with self._lock:
