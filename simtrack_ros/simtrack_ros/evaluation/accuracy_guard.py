@@ -286,9 +286,10 @@ def run_guard(reference: Tracker, candidate: Tracker,
 
     Both trackers run one-pass over every sequence (initialised with the first frame's
     ground-truth box) for the AUC. The clip is the first sequence, its first ``clip_frames``
-    frames (None: all), compared with :func:`clip_boxes`. ``candidate_name`` overrides :func:`describe_tracker`; ``progress`` gets a line per
-    sequence. ValueError: no sequences, a reference that is not fp32 PyTorch, a candidate of
-    another model configuration, or sequences without ground truth to score.
+    frames (None: all), compared with :func:`clip_boxes`. ``candidate_name`` overrides
+    :func:`describe_tracker`; ``progress`` gets a line per sequence. ValueError: no sequences,
+    a reference that is not fp32 PyTorch, a candidate of another model configuration, or
+    sequences without ground truth to score.
     """
     if not sequences:
         raise ValueError('the accuracy guard needs at least one sequence with ground truth')
