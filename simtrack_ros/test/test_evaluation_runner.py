@@ -126,6 +126,21 @@ def test_cli_writes_tables_json_and_plots(dataset, weights, tmp_path, capsys):
         assert image is not None and image.shape[0] > 100, name
 
 
+def test_cli_evaluates_an_exported_model_like_its_checkpoint(dataset, weights, tmp_path):
+    """--runtime onnxruntime exports the .pth once; the .onnx file itself evaluates the same."""
+    def auc(name: str, *arguments: str) -> float:
+        out = tmp_path / name
+        assert main([str(dataset), *arguments, '--baselines', 'none', '--out', str(out),
+                     '--no-progress']) == 0
+        return json.loads((out / 'results.json').read_text())['trackers']['simtrack']['auc']
+
+    reference = auc('torch', '--weights', str(weights))
+    assert auc('ort', '--weights', str(weights), '--runtime', 'onnxruntime') == pytest.approx(
+        reference, abs=1e-3)
+    (exported,) = weights.parent.glob('*.export/*/model.fp32.onnx')
+    assert auc('file', '--weights', str(exported)) == pytest.approx(reference, abs=1e-3)
+
+
 def _absent_frames(dataset: Path) -> int:
     return sum(int(value) for path in list_sequences(dataset, 'test')
                for value in (path / 'absence.label').read_text().split()[1:])

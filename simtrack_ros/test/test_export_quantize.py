@@ -107,6 +107,13 @@ def test_quantize_static_gives_qdq_onnx_that_openvino_runs_in_int8(small, sequen
     assert load_exported(quantized.search).precision == 'int8-static'
     ops = op_types(quantized.search)
     assert ops['QuantizeLinear'] > 0 and ops['DequantizeLinear'] > 0
+    assert ops['Conv'] == op_types(fp32.search)['Conv']          # convolutions stay fp32
+    proto = onnx.load(str(quantized.search))
+    conv_inputs = {name for node in proto.graph.node if node.op_type == 'Conv'
+                   for name in node.input}
+    dequantized = {output for node in proto.graph.node if node.op_type == 'DequantizeLinear'
+                   for output in node.output}
+    assert not conv_inputs & dequantized
     assert_runs_close_to(fp32, quantized)
     core = openvino.Core()
     compiled = core.compile_model(str(quantized.search), 'CPU',

@@ -22,8 +22,9 @@ from simtrack_ros.evaluation.baselines import parse_baselines, unavailable_basel
 from simtrack_ros.evaluation.ope import summarize
 from simtrack_ros.evaluation.plots import write_plots
 from simtrack_ros.evaluation.report import console_report, write_json
-from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
-from simtrack_ros.model.checkpoint import load_checkpoint
+from simtrack_ros.evaluation.runner import (
+    evaluate, load_tracker_model, SIMTRACK, TrackerSpec)
+from simtrack_ros.tracking.precision_policy import PRECISION_NAMES, RUNTIME_NAMES
 
 DEFAULT_SPLIT = 'test'
 
@@ -36,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f'split folder to evaluate (default: {DEFAULT_SPLIT!r} when DATA '
                              'has one, else every sequence under DATA)')
     parser.add_argument('--weights', default=None,
-                        help='SimTrack checkpoint (any format load_checkpoint reads); '
-                             'omit to evaluate the baselines only')
+                        help='SimTrack checkpoint (any format load_checkpoint reads) or '
+                             'exported model (.onnx, simtrack-export); omit to evaluate the '
+                             'baselines only')
     parser.add_argument('--baselines', default='all',
                         help="OpenCV trackers: comma-separated names, 'all' (every one this "
                              "OpenCV build offers; the default) or 'none'")
@@ -46,8 +48,12 @@ def _parser() -> argparse.ArgumentParser:
                              '(default 1: the most faithful FPS)')
     parser.add_argument('--device', default='auto',
                         help="SimTrack's device: auto (CUDA when available), cpu, cuda, cuda:N")
-    parser.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'),
-                        help="SimTrack's precision (default fp32)")
+    parser.add_argument('--precision', default='fp32', choices=PRECISION_NAMES,
+                        help="SimTrack's precision (default fp32; auto: by the hardware)")
+    parser.add_argument('--runtime', default='auto', choices=RUNTIME_NAMES,
+                        help="SimTrack's runtime (default auto: torch for a .pth, OpenVINO or "
+                             'ONNX Runtime for an .onnx file; a .pth with an exported runtime '
+                             'is exported once into a cache beside it)')
     parser.add_argument('--out', required=True, help='folder for results.json and the plots')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
@@ -74,11 +80,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         baselines = parse_baselines(args.baselines)
         if args.weights:
-            model, report = load_checkpoint(args.weights)
+            model = load_tracker_model(args.weights)
             print(f'weights: {args.weights} ({model.config.name}; heads: '
-                  f'{", ".join(sorted(model.trained_heads)) or "none trained"}); '
-                  f'{report.summary()}')
-            specs.append(TrackerSpec(SIMTRACK, args.weights, device, args.precision))
+                  f'{", ".join(sorted(model.trained_heads)) or "none trained"}); runtime '
+                  f'{args.runtime}, precision {args.precision}')
+            specs.append(TrackerSpec(SIMTRACK, args.weights, device, args.precision,
+                                     args.runtime))
         specs += [TrackerSpec(name) for name in baselines]
         if not specs:
             raise ValueError('nothing to evaluate: give --weights and/or --baselines')
@@ -106,6 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Path(args.out)
     payload = {
         'data': str(data), 'split': split, 'weights': args.weights, 'device': device,
+        'runtime': args.runtime, 'precision': args.precision,
         'workers': args.workers, 'opencv': cv2.__version__, 'torch': torch.__version__,
         'sequences': [path.name for path in sequences],
         'skipped_baselines': unavailable_baselines(),

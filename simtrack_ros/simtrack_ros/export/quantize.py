@@ -6,8 +6,11 @@
   quantising every op type. Needs no calibration data. Precision ``'int8-dynamic'``.
 * :func:`quantize_static` — NNCF post-training quantisation (ONNX backend, transformer
   preset: SmoothQuant and bias correction) calibrated on real search-graph inputs
-  (:mod:`.calibration`). The result stays ONNX with QuantizeLinear/DequantizeLinear pairs,
-  which OpenVINO compiles to int8 kernels. Precision ``'int8-static'``.
+  (:mod:`.calibration`). The convolutions (patch embedding, corner head: under 2 % of the
+  compute) stay fp32 here too: on the demo model's held-out sequences quantising them cost
+  1.3 points of success AUC (the accuracy guard's limit is 1), keeping them cost none. The
+  result stays ONNX with QuantizeLinear/DequantizeLinear pairs, which OpenVINO compiles to
+  int8 kernels. Precision ``'int8-static'``.
 
 Both write the search graph atomically with the source's metadata (precision changed) and
 copy the template graph beside it.
@@ -101,5 +104,6 @@ def quantize_static(exported: ExportedModel, search_path: PathLike,
     samples = [{name: np.ascontiguousarray(sample[name], np.float32) for name in SEARCH_INPUTS}
                for sample in calibration]
     quantized = nncf.quantize(load_onnx(exported.search), nncf.Dataset(samples),
-                              subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER)
+                              subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER,
+                              ignored_scope=nncf.IgnoredScope(types=['Conv']))
     return _finish(exported, quantized, search_path, 'int8-static')
