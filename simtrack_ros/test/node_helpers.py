@@ -1,6 +1,7 @@
 """Helpers for the tracker node tests: images, a started node, its topics and services."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -158,3 +159,13 @@ def start_node_process(namespace: str, output: IO[str], **params: Any) -> subpro
         [sys.executable, '-m', 'simtrack_ros.ros.tracker_node', '--ros-args',
          '-r', f'__ns:={namespace}', *args],
         stdout=output, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_node_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stop a node started by :func:`start_node_process`: SIGINT, SIGKILL after ``timeout_s``."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,6 +1,7 @@
 """OpenCV baselines: what the build offers, tracking a real sequence, isolation per sequence."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 import signal
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from simtrack_ros.data.sequences import write_sequence
-from simtrack_ros.evaluation import baselines
+from simtrack_ros.evaluation import baselines, runner
 from simtrack_ros.evaluation.baselines import (
     available_baselines, BASELINES, OpenCVTracker, parse_baselines, unavailable_baselines)
 from simtrack_ros.evaluation.ope import summarize
@@ -114,6 +115,8 @@ def test_a_crashing_tracker_is_reported(square, monkeypatch):
     def crash(self, frame):
         os.kill(os.getpid(), signal.SIGKILL)
 
+    # A plain fork, so that the child has the crashing method (the fork server's would not).
+    monkeypatch.setattr(runner, '_baseline_context', lambda: multiprocessing.get_context('fork'))
     monkeypatch.setattr(baselines.OpenCVTracker, 'track', crash)
     with pytest.raises(RuntimeError, match=r'baseline mil crashed on .*square \(exit code -9\)'):
         run_baseline_isolated('mil', str(square))

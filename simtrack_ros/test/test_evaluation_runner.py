@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from simtrack_ros.data.annotations import read_annotations
-from simtrack_ros.data.sequences import list_sequences, write_sequence
+from simtrack_ros.data.sequences import list_sequences, read_sequence, write_sequence
 from simtrack_ros.data.synthetic_dataset import generate_dataset, SynthOptions
+from simtrack_ros.evaluation.baselines import OpenCVTracker
 from simtrack_ros.evaluation.cli import main
-from simtrack_ros.evaluation.runner import evaluate, run_sequence, TrackerSpec
+from simtrack_ros.evaluation.runner import evaluate, run_baseline, run_sequence, TrackerSpec
 from simtrack_ros.model import build_model, get_config
 from simtrack_ros.model.checkpoint import save_checkpoint
 from simtrack_ros.tracking.tracker import Tracker
@@ -94,7 +95,10 @@ def test_a_first_frame_without_target_is_refused(tmp_path, weights):
 
 
 def test_parallel_workers_give_the_same_results(dataset, weights):
+    """Also when the evaluating process ran a baseline before (OpenCV state it cannot reset)."""
     paths = list_sequences(dataset, 'test')
+    for path in paths:
+        run_baseline(OpenCVTracker('mil'), read_sequence(path))
     specs = [TrackerSpec('simtrack', str(weights)), TrackerSpec('mil')]
     serial = evaluate(specs, paths, workers=1, progress=False)
     parallel = evaluate(specs, paths[::-1], workers=2, progress=False)

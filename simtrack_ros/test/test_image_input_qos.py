@@ -7,12 +7,10 @@ input's own reactions (middleware events, its graph look) can change the subscri
 from __future__ import annotations
 
 from pathlib import Path
-import signal
-import subprocess
 from typing import Any, List
 
 from node_helpers import (frame, image, set_target_request, start_node_process,
-                          TrackerUnderTest)
+                          stop_node_process, TrackerUnderTest)
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -85,12 +83,7 @@ def remote_node(ros, ros_domain_id, tmp_path):
         assert process.poll() is None, log.read_text()
         yield remote
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_node_process(process, 15.0)
 
 
 def _assert_exact(reply: SetTarget.Response) -> None:

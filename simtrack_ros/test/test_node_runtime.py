@@ -4,13 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import shutil
-import signal
-import subprocess
 import time
 from typing import Tuple
 
 from node_helpers import (frame, image, IMAGE_QOS, set_target_request, start_node_process,
-                          TrackerUnderTest)
+                          stop_node_process, TrackerUnderTest)
 import pytest
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -54,15 +52,6 @@ def _published_until(ros, publisher, received, msg, timeout: float) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_node_process_tracks_with_runtime_openvino(ros, cached, tmp_path):
     checkpoint, exported = cached
     write_guard(_passed_guard(exported), exported.guard_file)
@@ -87,7 +76,7 @@ def test_node_process_tracks_with_runtime_openvino(ros, cached, tmp_path):
         status = next(s for s in statuses if s.header.stamp.sec == 2)
         assert status.device == 'cpu'
     finally:
-        _stop(process)
+        stop_node_process(process)
     text = log.read_text()
     assert 'runtime openvino' in text and 'INFERENCE_PRECISION_HINT f32' in text, text
     assert 'precision fp32: auto: fp32, the model is 192 wide' in text, text

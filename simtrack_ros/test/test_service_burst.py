@@ -6,13 +6,12 @@ stream, starts tracking, then sends 1000 set_target calls at 1 kHz.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from node_helpers import frame, image, set_target_request, start_node_process
+from node_helpers import (frame, image, set_target_request, start_node_process,
+                          stop_node_process)
 import pytest
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -36,12 +35,7 @@ def node_process(ros_domain_id, tmp_path):
     with log.open('w') as output:
         process = start_node_process(namespace, output, device='cpu', max_targets=2)
     yield namespace
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_node_process(process)
     print(log.read_text())
 
 

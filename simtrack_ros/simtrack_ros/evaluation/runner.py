@@ -179,17 +179,25 @@ def _baseline_child(send: Connection, name: str, path: str) -> None:
         send.close()
 
 
+def _baseline_context() -> multiprocessing.context.BaseContext:
+    """Return the fork-server context of the baseline children (its server imports this module)."""
+    context = multiprocessing.get_context('forkserver')
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def run_baseline_isolated(name: str, path: str) -> SequenceResult:
-    """Run an OpenCV baseline over one sequence in a forked child process.
+    """Run an OpenCV baseline over one sequence in a child of a clean fork server.
 
     OpenCV's MIL and TLD draw from random-generator state that lives in the process and that
     Python cannot reset (``cv2.setRNGSeed`` does not reach it), so their result would depend
-    on what ran before. A fork starts from the state of the process that forks it; the
-    evaluating processes never run a baseline themselves, so a sequence's result is the same
-    in any order and with any number of workers. A crash or an error raises TrackerFailure
-    instead of ending the run.
+    on what ran before. A fork starts from the state of the process that forks it: the
+    children come from multiprocessing's fork server, which never runs a baseline (a plain
+    fork of the caller would inherit whatever the caller ran), so a sequence's result is the
+    same in any order, with any number of workers and after anything else. A crash or an
+    error raises TrackerFailure instead of ending the run.
     """
-    context = multiprocessing.get_context('fork')
+    context = _baseline_context()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_baseline_child, args=(send, name, path), daemon=True)
     child.start()

@@ -2,10 +2,11 @@
 
 ``auto`` picks bf16 only where the hardware has native bf16 (x86 CPU: AVX512-BF16 or AMX; a
 CUDA GPU that supports it) AND the model is wide enough for bf16 to pay (width >= 384:
-SimTrack-B/16 and L/14). Measured: B/16 runs 2.5x faster in bf16 on a CPU with native bf16,
-but the 192-wide 'small' model is slower (12.4 ms fp32 against 17.7 ms bf16: the casts cost
-more than they save). Everywhere else ``auto`` is fp32; it never picks int8, which changes
-the numerics (opt in, and check it with the accuracy guard).
+SimTrack-B/16 and L/14). Measured on a CPU with native bf16 (runtime_benchmark.py): a B/16
+frame runs 1.6x faster in bf16 with torch and 2.4x with OpenVINO, but the 192-wide 'small'
+model is slower (12.4 ms fp32 against 17.7 ms bf16: the casts cost more than they save).
+Everywhere else ``auto`` is fp32; it never picks int8, which changes the numerics (opt in, and
+check it with the accuracy guard).
 
 Explicit requests are checked: bf16 on a CPU without native bf16 is emulated and about 3x
 slower (940 against 285 ms per B/16 frame), so an exported runtime refuses it (the torch
@@ -62,10 +63,10 @@ def _auto(runtime: str, device: torch.device, width: int, flags: FrozenSet[str]
         return PrecisionChoice('fp32', f'auto: fp32, the {hardware} has no native bf16')
     if width < BF16_MIN_WIDTH:
         return PrecisionChoice('fp32', f'auto: fp32, the model is {width} wide; bf16 pays only '
-                                       f'from {BF16_MIN_WIDTH} (B/16: 2.5x faster; small: '
-                                       'slower)')
+                                       f'from {BF16_MIN_WIDTH} (B/16: 1.6-2.4x faster; '
+                                       'small: slower)')
     return PrecisionChoice('bf16', f'auto: bf16, the {hardware} has native bf16 and the model '
-                                   f'is {width} wide (B/16: 2.5x faster than fp32)')
+                                   f'is {width} wide (B/16: 1.6-2.4x faster than fp32)')
 
 
 def _bf16(runtime: str, device: torch.device, flags: FrozenSet[str]) -> PrecisionChoice:
