@@ -7,7 +7,8 @@
 #   3. the best checkpoint, without its training state, is written into the package.
 # Usage: scripts/run bash scripts/train_demo_model.sh [OUT]   (default runs/demo_model)
 # Environment: EPOCHS, SAMPLES_PER_EPOCH, SEED to shorten or vary the run (the shipped weights
-# used the defaults below). About 45 minutes on a 2-core CPU; minutes on a GPU. Many short
+# used the defaults below). About 45 minutes on a quiet 2-core CPU (estimate); minutes on a
+# GPU. A killed run resumes from last.pth when started again (the same epochs result). Many short
 # sequences generalise better than few long ones: 48 x 150 frames over-fitted the challenge head
 # (validation loss rose from epoch 3), 160 x 60 still did (from epoch 4), hence 640 x 30.
 # The held-out test split (never trained on) has longer sequences, 16 x 60 frames.
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/runs/demo_model}"
 SEED="${SEED:-2026}"
-EPOCHS="${EPOCHS:-40}"
+EPOCHS="${EPOCHS:-80}"
 SAMPLES_PER_EPOCH="${SAMPLES_PER_EPOCH:-1600}"
 DATA="$OUT/data"
 start=$SECONDS
