@@ -22,8 +22,8 @@ from simtrack_ros.evaluation.baselines import parse_baselines, unavailable_basel
 from simtrack_ros.evaluation.ope import summarize
 from simtrack_ros.evaluation.plots import write_plots
 from simtrack_ros.evaluation.report import console_report, write_json
-from simtrack_ros.evaluation.runner import (
-    evaluate, load_tracker_model, SIMTRACK, TrackerSpec)
+from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
+from simtrack_ros.export.weights_file import load_weights
 from simtrack_ros.tracking.precision_policy import PRECISION_NAMES, RUNTIME_NAMES
 
 DEFAULT_SPLIT = 'test'
@@ -80,7 +80,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         baselines = parse_baselines(args.baselines)
         if args.weights:
-            model = load_tracker_model(args.weights)
+            model = load_weights(args.weights)
             print(f'weights: {args.weights} ({model.config.name}; heads: '
                   f'{", ".join(sorted(model.trained_heads)) or "none trained"}); runtime '
                   f'{args.runtime}, precision {args.precision}')

@@ -21,11 +21,10 @@ from multiprocessing.connection import Connection
 import os
 from pathlib import Path
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from simtrack_ros.challenges import CHALLENGE_NAMES
@@ -33,8 +32,7 @@ from simtrack_ros.data.annotations import read_annotations
 from simtrack_ros.data.sequences import read_sequence, Sequence as DataSequence
 from simtrack_ros.evaluation.baselines import OpenCVTracker
 from simtrack_ros.evaluation.ope import SequenceResult
-from simtrack_ros.export.onnx_export import ExportedModel, load_exported
-from simtrack_ros.model.checkpoint import load_checkpoint
+from simtrack_ros.export.weights_file import load_weights
 from simtrack_ros.tracking.engine import EngineOptions
 from simtrack_ros.tracking.tracker import Tracker, TrackerOptions
 
@@ -152,17 +150,10 @@ def _result(sequence: DataSequence, boxes: np.ndarray, seconds: np.ndarray,
 _TRACKERS: Dict[TrackerSpec, Tracker] = {}
 
 
-def load_tracker_model(weights: str) -> Union[nn.Module, ExportedModel]:
-    """Load a weights file: an exported search graph (.onnx) or a checkpoint."""
-    if str(weights).endswith('.onnx'):
-        return load_exported(weights)
-    return load_checkpoint(weights)[0]
-
-
 def simtrack_tracker(spec: TrackerSpec) -> Tracker:
     """Return the SimTrack tracker of ``spec``, built once per process (one checkpoint read)."""
     if spec not in _TRACKERS:
-        model = load_tracker_model(spec.weights)
+        model = load_weights(spec.weights)
         engine = EngineOptions(device=spec.device, precision=spec.precision,
                                runtime=spec.runtime)
         _TRACKERS[spec] = Tracker(model, TrackerOptions(engine=engine),

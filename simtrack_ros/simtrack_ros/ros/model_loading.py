@@ -13,6 +13,7 @@ from typing import List, Optional, TYPE_CHECKING, Union
 
 from torch import nn
 
+from simtrack_ros.export.weights_file import is_exported
 from simtrack_ros.model import build_model, CheckpointError, get_config, load_checkpoint
 from simtrack_ros.model.config import SimTrackConfig
 
@@ -109,7 +110,7 @@ def load_model(weights: str, model_config: str) -> LoadedModel:
             tried = ', '.join(str(p) for p in demo_weights_candidates())
             return _random_model(DEMO_CONFIG, f'the package has no demo weights (tried {tried})')
     path = demo or resolve_weights(weights)
-    if path.suffix == '.onnx':
+    if is_exported(path):
         return _load_exported(path, config)
     model, report = load_checkpoint(path, config)
     box_trained = 'box' in model.trained_heads
