@@ -22,7 +22,7 @@ from vision_msgs.msg import Detection2D
 from simtrack_ros.data.sequences import write_sequence
 from simtrack_ros.evaluation.ope import SUCCESS_THRESHOLDS
 from simtrack_ros.model import build_model, get_config, save_checkpoint
-from simtrack_ros.ros import demo_report, model_loading
+from simtrack_ros.ros import demo, demo_report, model_loading
 from simtrack_ros.ros.demo_camera import (DemoCameraNode, frame_key, ground_truth_message,
                                           parse_frame_key, SequencePlayer)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
@@ -184,6 +184,15 @@ def test_node_without_weights_runs_the_demo_weights_and_says_so(demo_prefix, ros
     assert f"running the package's demo weights {demo_prefix}" in log, log
 
 
+def test_demo_sets_the_tuned_search_factor_only_for_the_demo_weights(tmp_path):
+    parser_options = demo._parse([])
+    arguments = demo._parameter_args(parser_options, tmp_path)
+    assert f'simtrack:search_factor:={model_loading.DEMO_SEARCH_FACTOR}' in arguments
+    own = demo._parameter_args(demo._parse(['--weights', 'mine.pth']), tmp_path)
+    assert 'simtrack:weights:=mine.pth' in own
+    assert not any(a.startswith('simtrack:search_factor') for a in own)
+
+
 # ------------------------------------------------------------------ end to end
 def test_demo_tracks_scores_and_writes_its_outputs(ros_domain_id, tmp_path):
     # Seed 7's first sequence (a turn while approaching) is one the demo weights track; the
@@ -192,8 +201,8 @@ def test_demo_tracks_scores_and_writes_its_outputs(ros_domain_id, tmp_path):
                     str(tmp_path)], ros_domain_id)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert re.search(r"^tracker weights: .*demo_small.pth \(the package's demo weights\)$",
-                     result.stdout, re.MULTILINE), output
+    assert re.search(r"^tracker weights: .*demo_small.pth \(the package's demo weights\), "
+                     r'search factor 3$', result.stdout, re.MULTILINE), output
     assert 'sequence 1/1 synth_test_00001 (staged: ' in result.stdout
     assert 'tracking vessel-1; used the frame with stamp' in result.stdout, output
     summary = SUMMARY.search(result.stdout)

@@ -18,6 +18,7 @@ from simtrack_ros.evaluation.cli import main
 from simtrack_ros.evaluation.runner import evaluate, run_baseline, run_sequence, TrackerSpec
 from simtrack_ros.model import build_model, get_config
 from simtrack_ros.model.checkpoint import save_checkpoint
+from simtrack_ros.tracking import tracker as tracker_module
 from simtrack_ros.tracking.tracker import Tracker
 
 FRAMES = 10
@@ -145,6 +146,23 @@ def test_cli_evaluates_an_exported_model_like_its_checkpoint(dataset, weights, t
     assert auc('file', '--weights', str(exported)) == pytest.approx(reference, abs=1e-3)
 
 
+def test_cli_search_factor_reaches_the_tracker(dataset, weights, tmp_path, monkeypatch):
+    """--search-factor sets the crop of every frame, and results.json records it."""
+    sides = []
+    crop_window = tracker_module.crop_window
+
+    def recording(box, factor):
+        sides.append(factor)
+        return crop_window(box, factor)
+
+    monkeypatch.setattr(tracker_module, 'crop_window', recording)
+    out = tmp_path / 'sf'
+    assert main([str(dataset), '--weights', str(weights), '--baselines', 'none',
+                 '--search-factor', '3', '--out', str(out), '--no-progress']) == 0
+    assert json.loads((out / 'results.json').read_text())['search_factor'] == 3.0
+    assert set(sides) == {2.0, 3.0}  # template crops at 2, every search crop at 3
+
+
 def _absent_frames(dataset: Path) -> int:
     return sum(int(value) for path in list_sequences(dataset, 'test')
                for value in (path / 'absence.label').read_text().split()[1:])
@@ -167,6 +185,7 @@ def test_cli_names_the_tracker_and_sequence_that_failed(dataset, weights, tmp_pa
     (['--baselines', 'mil,foo'], "unknown baseline 'foo'"),
     (['--weights', 'missing.pth'], 'missing.pth'),
     (['--split', 'nope'], 'nope'),
+    (['--search-factor', '0'], '--search-factor: search_factor must be a positive number'),
 ])
 def test_cli_reports_bad_arguments(dataset, tmp_path, capsys, arguments, message):
     assert main([str(dataset), '--out', str(tmp_path), *arguments]) == 2

@@ -25,6 +25,7 @@ from simtrack_ros.evaluation.report import console_report, write_json
 from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
 from simtrack_ros.export.weights_file import load_weights
 from simtrack_ros.tracking.precision_policy import PRECISION_NAMES, RUNTIME_NAMES
+from simtrack_ros.tracking.tracker import TrackerOptions
 
 DEFAULT_SPLIT = 'test'
 
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="SimTrack's runtime (default auto: torch for a .pth, OpenVINO or "
                              'ONNX Runtime for an .onnx file; a .pth with an exported runtime '
                              'is exported once into a cache beside it)')
+    parser.add_argument('--search-factor', type=float, default=TrackerOptions.search_factor,
+                        help="SimTrack's search crop side / target scale (default "
+                             f'{TrackerOptions.search_factor:g}, the official test setting; '
+                             'docs/demo-model.md gives the one tuned for the demo weights)')
     parser.add_argument('--out', required=True, help='folder for results.json and the plots')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
@@ -72,6 +77,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print('simtrack-eval: --workers must be >= 1', file=sys.stderr)
         return 2
     data = Path(args.data)
+    try:
+        TrackerOptions(search_factor=args.search_factor)
+    except ValueError as error:
+        print(f'simtrack-eval: --search-factor: {error}', file=sys.stderr)
+        return 2
     split = _split(data, args.split)
     device = args.device
     if device == 'auto':
@@ -83,9 +93,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             model = load_weights(args.weights)
             print(f'weights: {args.weights} ({model.config.name}; heads: '
                   f'{", ".join(sorted(model.trained_heads)) or "none trained"}); runtime '
-                  f'{args.runtime}, precision {args.precision}')
+                  f'{args.runtime}, precision {args.precision}, search factor '
+                  f'{args.search_factor:g}')
             specs.append(TrackerSpec(SIMTRACK, args.weights, device, args.precision,
-                                     args.runtime))
+                                     args.runtime, args.search_factor))
         specs += [TrackerSpec(name) for name in baselines]
         if not specs:
             raise ValueError('nothing to evaluate: give --weights and/or --baselines')
@@ -114,6 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     payload = {
         'data': str(data), 'split': split, 'weights': args.weights, 'device': device,
         'runtime': args.runtime, 'precision': args.precision,
+        'search_factor': args.search_factor,
         'workers': args.workers, 'opencv': cv2.__version__, 'torch': torch.__version__,
         'sequences': [path.name for path in sequences],
         'skipped_baselines': unavailable_baselines(),

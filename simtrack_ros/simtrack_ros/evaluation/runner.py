@@ -51,7 +51,8 @@ class TrackerSpec:
     """What a worker builds: SimTrack from ``weights``, or an OpenCV baseline.
 
     ``weights`` is a .pth checkpoint or an exported .onnx file, run on ``device`` with
-    ``runtime`` at ``precision``.
+    ``runtime`` at ``precision``, cutting search crops of ``search_factor`` times the
+    target's scale.
     """
 
     name: str
@@ -59,6 +60,7 @@ class TrackerSpec:
     device: str = 'cpu'
     precision: str = 'fp32'
     runtime: str = 'torch'
+    search_factor: float = TrackerOptions.search_factor
 
 
 def read_labels(sequence: DataSequence, file_name: str = ANNOTATION_FILE
@@ -156,8 +158,8 @@ def simtrack_tracker(spec: TrackerSpec) -> Tracker:
         model = load_weights(spec.weights)
         engine = EngineOptions(device=spec.device, precision=spec.precision,
                                runtime=spec.runtime)
-        _TRACKERS[spec] = Tracker(model, TrackerOptions(engine=engine),
-                                  checkpoint=Path(spec.weights))
+        options = TrackerOptions(search_factor=spec.search_factor, engine=engine)
+        _TRACKERS[spec] = Tracker(model, options, checkpoint=Path(spec.weights))
     return _TRACKERS[spec]
 
 

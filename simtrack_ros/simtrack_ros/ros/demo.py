@@ -7,8 +7,8 @@
 1. Writes ``--sequences`` maritime sequences with simtrack-synth's generator into a temporary
    folder: dataset seed ``--seed``, split 'test' (the demo weights were trained on seed 2026,
    so these sequences are held out), exact boxes and challenge labels per frame.
-2. Spins, in one process, the tracker node (``/simtrack``; the package's demo weights unless
-   ``--weights``), the demo camera (``/demo_camera``) publishing those frames as
+2. Spins, in one process, the tracker node (``/simtrack``; the package's demo weights with
+   their tuned ``search_factor``, unless ``--weights``), the demo camera (``/demo_camera``) publishing those frames as
    sensor_msgs/Image at ``--fps`` with each frame's true box, and a client. At the first frame
    of each sequence the client sets the target through ``/simtrack/set_target`` with that
    frame's true box and stamp (and stops the previous sequence's target through
@@ -51,7 +51,7 @@ from simtrack_ros.ros import demo_report
 from simtrack_ros.ros.demo_camera import (DEMO_SEED, DEMO_SPLIT, DemoCameraNode,
                                           generate_sequences, parse_frame_key)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
-from simtrack_ros.ros.model_loading import find_demo_weights
+from simtrack_ros.ros.model_loading import DEMO_SEARCH_FACTOR, find_demo_weights
 from simtrack_ros.ros.node_process import NodeProcess
 from simtrack_ros.ros.tracker_node import TrackerNode
 
@@ -331,6 +331,8 @@ def _parameter_args(options: argparse.Namespace, sequences: Path) -> List[str]:
               'demo_camera:loop': 'false', 'demo_camera:fps': float(options.fps)}
     if options.weights:
         values['simtrack:weights'] = options.weights
+    else:
+        values['simtrack:search_factor'] = DEMO_SEARCH_FACTOR
     return ['--ros-args', *(a for k, v in values.items() for a in ('-p', f'{k}:={v}')), '--']
 
 
@@ -352,7 +354,8 @@ def _weights_text(options: argparse.Namespace) -> str:
     if demo is None:
         print('tracker weights: RANDOM (the package has no demo weights)', flush=True)
         return 'RANDOM weights'
-    print(f"tracker weights: {demo} (the package's demo weights)", flush=True)
+    print(f"tracker weights: {demo} (the package's demo weights), search factor "
+          f'{DEMO_SEARCH_FACTOR:g}', flush=True)
     return f'demo weights {demo.name}'
 
 
