@@ -37,6 +37,7 @@ setup(
             'simtrack-eval = simtrack_ros.evaluation.cli:main',
             'simtrack-export = simtrack_ros.export.cli:main',
             'simtrack-guard = simtrack_ros.evaluation.guard_cli:main',
+            'simtrack-calibrate = simtrack_ros.training.calibrate_cli:main',
         ],
     },
 )

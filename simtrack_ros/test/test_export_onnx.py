@@ -15,10 +15,12 @@ from simtrack_ros.export.cache import file_sha256
 from simtrack_ros.export.metadata import (
     ExportError, ExportMetadata, FORMAT_VERSION, METADATA_KEY, read_metadata, write_metadata)
 from simtrack_ros.export.onnx_export import (
-    example_inputs, export_onnx, ExportedModel, load_exported, run_onnx, SEARCH_OUTPUTS,
-    template_path)
+    example_inputs, export_metadata, export_onnx, ExportedModel, load_exported, run_onnx,
+    SEARCH_OUTPUTS, template_path)
 from simtrack_ros.export.torchscript import export_torchscript, load_torchscript
 from simtrack_ros.model import build_model, get_config, save_checkpoint, SimTrack
+from simtrack_ros.model.challenge_calibration import ChallengeCalibration
+from simtrack_ros.tracking.challenge_cues import CUE_NAMES
 
 #: ONNX Runtime fp32 vs PyTorch eager: measured 1e-7 (search outputs), 3e-6 (template tokens).
 ATOL, RTOL = 1e-5, 1e-4
@@ -84,6 +86,32 @@ def test_metadata_describes_the_model_and_checkpoint(small):
     assert loaded.multi_label is False and meta.torch_version == torch.__version__
     assert read_metadata(exported.template).graph == 'template'
     assert ExportMetadata.from_json(meta.to_json(), 'x') == meta
+
+
+def test_challenge_calibration_travels_in_the_metadata(small, tmp_path):
+    model, _, exported = small
+    rng = np.random.default_rng(0)
+    classes, inputs = len(model.class_names), len(model.class_names) + len(CUE_NAMES)
+    calibration = ChallengeCalibration(model.class_names, CUE_NAMES, np.zeros(inputs),
+                                       np.ones(inputs), rng.normal(size=(classes, inputs)),
+                                       np.zeros(classes))
+    model.challenge_calibration = calibration
+    try:
+        stored = export_metadata(model, 'search').challenge_calibration
+    finally:
+        model.challenge_calibration = None
+    assert ChallengeCalibration.from_dict(stored).weight.tolist() == calibration.weight.tolist()
+    search = _copy(exported, tmp_path / 'calibrated')
+    _edit_metadata(search, challenge_calibration=stored)
+    loaded = load_exported(search)
+    np.testing.assert_array_equal(loaded.challenge_calibration.weight, calibration.weight)
+    assert exported.challenge_calibration is None      # files without one (older ones too)
+    old = json.loads(read_metadata(exported.search).to_json())
+    del old['challenge_calibration']
+    assert ExportMetadata.from_json(json.dumps(old), 'old').challenge_calibration is None
+    _edit_metadata(search, challenge_calibration={**stored, 'bias': [0.0]})
+    with pytest.raises(ExportError, match='malformed metadata.*bias must have shape'):
+        load_exported(search)
 
 
 def _copy(exported: ExportedModel, folder: Path) -> Path:

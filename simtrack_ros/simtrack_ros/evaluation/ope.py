@@ -146,6 +146,9 @@ class SequenceResult:
         labels: N x len(CHALLENGE_NAMES) 0/1 label vectors (``FrameRecord.multi_label``
             order), NaN rows for frames without an annotation record.
         judged: N x len(CHALLENGE_NAMES) bool, which entries of ``labels`` are known.
+        logits: N x C head logits, NaN rows where there are none (what a calibration is
+            fitted on).
+        cues: N x F measured challenge cues, NaN rows where there are none.
     """
 
     name: str
@@ -158,6 +161,8 @@ class SequenceResult:
     multi_label: bool = False
     labels: Optional[np.ndarray] = None
     judged: Optional[np.ndarray] = None
+    logits: Optional[np.ndarray] = None
+    cues: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.boxes = _boxes(self.boxes, 'boxes')
@@ -175,6 +180,14 @@ class SequenceResult:
             if self.probabilities.shape != (count, len(self.class_names)):
                 raise ValueError(f'{self.name}: probabilities must be {count} x '
                                  f'{len(self.class_names)}, got {self.probabilities.shape}')
+        for field in ('logits', 'cues'):
+            array = getattr(self, field)
+            if array is not None:
+                array = np.asarray(array, dtype=np.float64)
+                if array.ndim != 2 or len(array) != count:
+                    raise ValueError(f'{self.name}: {field} must have one row per frame '
+                                     f'({count}), got shape {array.shape}')
+                setattr(self, field, array)
         if (self.labels is None) != (self.judged is None):
             raise ValueError(f'{self.name}: labels and judged go together')
         if self.labels is not None:

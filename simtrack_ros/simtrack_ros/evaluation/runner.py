@@ -14,7 +14,7 @@ in a run with one worker.
 from __future__ import annotations
 
 from concurrent.futures import as_completed, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import logging
 import multiprocessing
 from multiprocessing.connection import Connection
@@ -33,6 +33,7 @@ from simtrack_ros.data.sequences import read_sequence, Sequence as DataSequence
 from simtrack_ros.evaluation.baselines import OpenCVTracker
 from simtrack_ros.evaluation.ope import SequenceResult
 from simtrack_ros.export.weights_file import load_weights
+from simtrack_ros.tracking.challenge_cues import CUE_NAMES
 from simtrack_ros.tracking.engine import EngineOptions
 from simtrack_ros.tracking.tracker import Tracker, TrackerOptions
 
@@ -52,7 +53,8 @@ class TrackerSpec:
 
     ``weights`` is a .pth checkpoint or an exported .onnx file, run on ``device`` with
     ``runtime`` at ``precision``, cutting search crops of ``search_factor`` times the
-    target's scale.
+    target's scale; ``measure_cues`` records the head's logits and the challenge cues per frame
+    (what ``simtrack-calibrate`` fits on).
     """
 
     name: str
@@ -61,6 +63,7 @@ class TrackerSpec:
     precision: str = 'fp32'
     runtime: str = 'torch'
     search_factor: float = TrackerOptions.search_factor
+    measure_cues: bool = False
 
 
 def read_labels(sequence: DataSequence, file_name: str = ANNOTATION_FILE
@@ -105,23 +108,32 @@ def _timed(call: Callable[[], object]) -> Tuple[object, float]:
 
 
 def run_simtrack(tracker: Tracker, sequence: DataSequence) -> SequenceResult:
-    """Track ``sequence`` with SimTrack (one target), keeping the class probabilities."""
+    """Track ``sequence`` with SimTrack (one target), keeping the class probabilities.
+
+    With a tracker that measures cues, the head's logits and the cues are kept too.
+    """
     count = len(sequence)
     first = first_box(sequence)
     boxes, seconds = np.zeros((count, 4)), np.zeros(count)
     names = tracker.class_names
     probabilities = np.full((count, len(names)), np.nan) if tracker.has_probabilities else None
+    recorded = tracker.has_probabilities and tracker.measures_cues
+    logits = np.full((count, len(names)), np.nan) if recorded else None
+    cues = np.full((count, len(CUE_NAMES)), np.nan) if recorded else None
     tracker.clear()
     _, seconds[0] = _timed(lambda: tracker.initialize(sequence.frame(0), first, SIMTRACK))
     boxes[0] = first
     for index in range(1, count):
         frame = sequence.frame(index)
         results, seconds[index] = _timed(lambda: tracker.track(frame))
-        boxes[index] = results[0].box
-        if probabilities is not None and results[0].probabilities is not None:
-            probabilities[index] = results[0].probabilities
-    return _result(sequence, boxes, seconds, probabilities, names,
-                   bool(tracker.model.config.multi_label))
+        result = results[0]
+        boxes[index] = result.box
+        if probabilities is not None and result.probabilities is not None:
+            probabilities[index] = result.probabilities
+        if recorded and result.logits is not None and result.cues is not None:
+            logits[index], cues[index] = result.logits, result.cues
+    return replace(_result(sequence, boxes, seconds, probabilities, names,
+                           bool(tracker.model.config.multi_label)), logits=logits, cues=cues)
 
 
 def run_baseline(tracker: OpenCVTracker, sequence: DataSequence) -> SequenceResult:
@@ -158,7 +170,8 @@ def simtrack_tracker(spec: TrackerSpec) -> Tracker:
         model = load_weights(spec.weights)
         engine = EngineOptions(device=spec.device, precision=spec.precision,
                                runtime=spec.runtime)
-        options = TrackerOptions(search_factor=spec.search_factor, engine=engine)
+        options = TrackerOptions(search_factor=spec.search_factor,
+                                 measure_cues=spec.measure_cues, engine=engine)
         _TRACKERS[spec] = Tracker(model, options, checkpoint=Path(spec.weights))
     return _TRACKERS[spec]
 

@@ -3,7 +3,8 @@
 The metadata is JSON in the ONNX ``metadata_props`` entry :data:`METADATA_KEY`: the model
 config, class names, single/multi-label, trained heads, what the file holds (graph and
 precision), the SHA-256 of the source checkpoint, the opset and the torch version that exported
-it. With it, an ``.onnx`` file is all a tracker needs. Problems are :class:`ExportError`,
+it, and the challenge calibration when the checkpoint has one. With it, an ``.onnx`` file is
+all a tracker needs. Problems are :class:`ExportError`,
 naming the file, what is wrong and what to do.
 """
 from __future__ import annotations
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 import uuid
 
 import onnx
 
+from simtrack_ros.model.challenge_calibration import ChallengeCalibration
 from simtrack_ros.model.config import SimTrackConfig
 
 FORMAT_VERSION = 1
@@ -49,6 +51,7 @@ class ExportMetadata:
     opset: int
     torch_version: str
     format_version: int = FORMAT_VERSION
+    challenge_calibration: Optional[Dict[str, Any]] = None
 
     def to_json(self) -> str:
         """Return the JSON text stored in the file (keys sorted)."""
@@ -74,7 +77,7 @@ class ExportMetadata:
                               f'(this code reads up to {FORMAT_VERSION}); update simtrack_ros '
                               f'or {_REEXPORT}')
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(data))
+        missing = sorted(names - set(data) - {'challenge_calibration'})  # optional
         unknown = sorted(set(data) - names)
         if missing or unknown:
             raise ExportError(f'{source}: metadata keys missing {missing}, unknown {unknown}; '
@@ -83,6 +86,7 @@ class ExportMetadata:
             metadata = cls(**{**data, 'class_names': tuple(data['class_names']),
                               'trained_heads': tuple(data['trained_heads'])})
             metadata.model_config()
+            metadata.calibration()
         except (TypeError, ValueError) as exc:
             raise ExportError(f'{source}: malformed metadata ({exc}); {_REEXPORT}') from None
         if metadata.graph not in GRAPHS or metadata.precision not in PRECISIONS:
@@ -94,6 +98,12 @@ class ExportMetadata:
     def model_config(self) -> SimTrackConfig:
         """Return the model configuration the graph was exported from."""
         return SimTrackConfig.from_dict(dict(self.config))
+
+    def calibration(self) -> Optional[ChallengeCalibration]:
+        """Return the challenge calibration stored with the graph, if any."""
+        if self.challenge_calibration is None:
+            return None
+        return ChallengeCalibration.from_dict(self.challenge_calibration)
 
     def replace(self, **changes: Any) -> 'ExportMetadata':
         """Return a copy with some fields changed."""

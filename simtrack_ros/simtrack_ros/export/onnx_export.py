@@ -31,6 +31,7 @@ from torch import nn
 
 from simtrack_ros.export.metadata import (
     ExportError, ExportMetadata, load_onnx, metadata_of, PathLike, save_onnx, set_metadata)
+from simtrack_ros.model.challenge_calibration import ChallengeCalibration
 from simtrack_ros.model.config import SimTrackConfig
 from simtrack_ros.model.simtrack import SimTrack
 
@@ -86,7 +87,8 @@ class ExportedModel:
     """What the tracker needs to run an exported model.
 
     Duck-types the :class:`~simtrack_ros.model.simtrack.SimTrack` attributes the tracker reads
-    (``config``, ``class_names``, ``multi_label``, ``trained_heads``, ``cls_head_trained``).
+    (``config``, ``class_names``, ``multi_label``, ``trained_heads``, ``cls_head_trained``,
+    ``challenge_calibration``).
     ``metadata`` is the search graph's.
     """
 
@@ -118,6 +120,11 @@ class ExportedModel:
     def cls_head_trained(self) -> bool:
         """Whether the classification head holds trained weights."""
         return 'cls' in self.metadata.trained_heads
+
+    @cached_property
+    def challenge_calibration(self) -> Optional[ChallengeCalibration]:
+        """The challenge calibration exported with the model, if any."""
+        return self.metadata.calibration()
 
     @property
     def precision(self) -> str:
@@ -188,7 +195,9 @@ def export_metadata(model: SimTrack, graph: str, checkpoint_sha256: str = '',
         graph=graph, config=model.config.to_dict(), class_names=tuple(model.class_names),
         multi_label=bool(model.config.multi_label),
         trained_heads=tuple(sorted(model.trained_heads)), precision=precision,
-        checkpoint_sha256=checkpoint_sha256, opset=int(opset), torch_version=torch.__version__)
+        checkpoint_sha256=checkpoint_sha256, opset=int(opset), torch_version=torch.__version__,
+        challenge_calibration=(None if model.challenge_calibration is None
+                               else model.challenge_calibration.to_dict()))
 
 
 def export_onnx(model: SimTrack, search_path: PathLike, checkpoint_sha256: str = '',

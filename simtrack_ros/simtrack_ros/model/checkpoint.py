@@ -32,6 +32,7 @@ import zipfile
 import torch
 
 from simtrack_ros.challenges import reorder_index
+from simtrack_ros.model.challenge_calibration import ChallengeCalibration
 from simtrack_ros.model.challenge_head import CLASS_STREAM_PREFIXES
 from simtrack_ros.model.config import SimTrackConfig
 from simtrack_ros.model.load_report import CheckpointError, LoadReport
@@ -363,7 +364,33 @@ def _load_ours(obj: Mapping[str, Any], source: str, config: Optional[SimTrackCon
     if not class_loaded:
         heads.discard('cls')
     model.trained_heads = heads
+    model.challenge_calibration = _calibration(obj, model, report)
     return model, report
+
+
+def _calibration(obj: Mapping[str, Any], model: SimTrack, report: LoadReport
+                 ) -> Optional[ChallengeCalibration]:
+    """Return the checkpoint's challenge calibration if it fits the model's trained head.
+
+    None otherwise, with a note in ``report`` saying why it is not used.
+    """
+    data = obj.get('challenge_calibration')
+    if data is None:
+        return None
+    try:
+        calibration = ChallengeCalibration.from_dict(data)
+    except ValueError as exc:
+        report.notes.append(f"{exc}: the head's own probabilities are used")
+        return None
+    if calibration.class_names != tuple(model.class_names):
+        report.notes.append(f'challenge calibration ignored: fitted for classes '
+                            f'{calibration.class_names}, the model has {model.class_names}')
+        return None
+    if not model.cls_head_trained or not model.config.multi_label:
+        report.notes.append('challenge calibration ignored: it needs the trained multi-label '
+                            'head it was fitted on')
+        return None
+    return calibration
 
 
 def load_checkpoint(path: PathLike, config: Optional[SimTrackConfig] = None,
@@ -445,6 +472,8 @@ def save_checkpoint(model: SimTrack, path: PathLike,
         'metadata': metadata,
         'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if model.challenge_calibration is not None:
+        payload['challenge_calibration'] = model.challenge_calibration.to_dict()
     if training is not None:
         payload['training'] = dict(training)
     return _atomic_save(payload, path)

@@ -6,12 +6,13 @@ and (with fusion) ``fusion_layer.*``.
 """
 from __future__ import annotations
 
-from typing import Dict, Set, Tuple, Union
+from typing import Dict, Optional, Set, Tuple, Union
 
 import torch
 from torch import nn
 
 from simtrack_ros.model.backbone import SimTrackBackbone
+from simtrack_ros.model.challenge_calibration import ChallengeCalibration
 from simtrack_ros.model.challenge_head import ChallengeStream
 from simtrack_ros.model.config import get_config, SimTrackConfig
 from simtrack_ros.model.corner_head import CornerPredictor
@@ -30,7 +31,9 @@ class SimTrack(ChallengeStream):
     """SimTrack with a tracking-challenge classification stream.
 
     ``encode_template`` runs once per target; ``forward_search`` once per frame.
-    ``trained_heads`` says which heads hold trained weights (set by the checkpoint loaders).
+    ``trained_heads`` says which heads hold trained weights (set by the checkpoint loaders);
+    ``challenge_calibration``, when fitted, turns the head's logits and the tracker's cues into
+    the published probabilities (:mod:`.challenge_calibration`).
     """
 
     def __init__(self, config: SimTrackConfig) -> None:
@@ -42,6 +45,7 @@ class SimTrack(ChallengeStream):
         self.bottleneck = nn.Linear(config.width, config.hidden_dim)
         self.build_class_stream(config)
         self.trained_heads: Set[str] = set()
+        self.challenge_calibration: Optional[ChallengeCalibration] = None
 
     @property
     def class_names(self) -> Tuple[str, ...]:

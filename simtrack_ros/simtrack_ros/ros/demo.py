@@ -7,14 +7,14 @@
 1. Writes ``--sequences`` maritime sequences with simtrack-synth's generator into a temporary
    folder: dataset seed ``--seed``, split 'test' (the demo weights were trained on seed 2026,
    so these sequences are held out), exact boxes and challenge labels per frame.
-2. Spins, in one process, the tracker node (``/simtrack``; the package's demo weights with
-   their tuned ``search_factor``, unless ``--weights``), the demo camera (``/demo_camera``) publishing those frames as
-   sensor_msgs/Image at ``--fps`` with each frame's true box, and a client. At the first frame
-   of each sequence the client sets the target through ``/simtrack/set_target`` with that
-   frame's true box and stamp (and stops the previous sequence's target through
-   ``/simtrack/stop_tracking``), then records the detections and challenge probabilities the
-   tracker publishes. It prints a line a second (the script runs in a second thread, see
-   :mod:`.node_process`).
+2. Spins, in one process, the tracker node (``/simtrack``; the package's demo weights at
+   their tuned ``search_factor``, unless ``--weights``), the demo camera (``/demo_camera``)
+   publishing those frames as sensor_msgs/Image at ``--fps`` with each frame's true box, and a
+   client. At the first frame of each sequence the client sets the target through
+   ``/simtrack/set_target`` with that frame's true box and stamp (and stops the previous
+   sequence's target through ``/simtrack/stop_tracking``), then records the detections and
+   challenge probabilities the tracker publishes. It prints a line a second (the script runs
+   in a second thread, see :mod:`.node_process`).
 3. Prints a summary (frames, FPS, success AUC and OP50 against the ground truth, challenge
    accuracy and macro-F1 against the synthetic labels: :mod:`.demo_report`) and writes an
    annotated video, a contact sheet and ``summary.json`` to ``--out``.

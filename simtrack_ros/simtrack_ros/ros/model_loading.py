@@ -129,7 +129,16 @@ def load_model(weights: str, model_config: str) -> LoadedModel:
     if problems:
         loaded.warnings.append(f'checkpoint {path}: ' + '; '.join(problems))
     _warn_untrained(loaded, f'checkpoint {path}')
+    _note_calibration(loaded)
     return loaded
+
+
+def _note_calibration(loaded: LoadedModel) -> None:
+    calibration = getattr(loaded.model, 'challenge_calibration', None)
+    if calibration is not None:
+        loaded.notes.append(
+            "challenge probabilities: the head calibrated with the tracker's measured cues "
+            f'({", ".join(calibration.cue_names)}; fitted by simtrack-calibrate)')
 
 
 def _warn_untrained(loaded: LoadedModel, what: str) -> None:
@@ -153,4 +162,5 @@ def _load_exported(path: Path, config: Optional[SimTrackConfig]) -> LoadedModel:
                                 f'{", ".join(exported.metadata.trained_heads) or "none"} '
                                 f'trained, template graph {exported.template.name}'])
     _warn_untrained(loaded, f'exported model {path}')
+    _note_calibration(loaded)
     return loaded

@@ -12,6 +12,12 @@ after a frame-size change the previous boxes are clipped to the new frame; a non
 output keeps the previous box and counts as confidence 0 (the target turns ``uncertain``,
 then ``lost``).
 
+Challenge probabilities: the head's own, or, when the model carries a fitted
+:class:`~simtrack_ros.model.challenge_calibration.ChallengeCalibration`, the calibration's
+output from the head's logits and the cues the tracker measures on the frame
+(:mod:`.challenge_cues`). ``TrackerOptions.measure_cues`` measures the cues without a calibration
+(to fit one: ``simtrack-calibrate``).
+
 Two crop paths (``EngineOptions.crop_on_device``) that give the same model input bit for bit:
 OpenCV on the CPU (the official procedure step by step) and the device path
 (:func:`~.preprocess.crop_on_device`: one frame upload and one batched integer gather that
@@ -25,12 +31,16 @@ from pathlib import Path
 import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple, TYPE_CHECKING, Union
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
+from simtrack_ros.model.challenge_calibration import ChallengeCalibration
 from simtrack_ros.model.challenge_head import class_probabilities
+from simtrack_ros.tracking.challenge_cues import (
+    CUE_NAMES, CueReference, measure_cues, reference_of)
 from simtrack_ros.tracking.confidence import (
     corner_confidence, StateThresholds, TargetStateMachine, TrackState, WINDOW_RADIUS)
 from simtrack_ros.tracking.crop import (
@@ -60,6 +70,8 @@ class TrackerOptions:
         engine: runtime, device, precision, CUDA Graphs and crop path.
         confidence_window: half-size (cells) of the confidence window around the peak.
         clip_margin: pixels of every box kept inside the image (official: 10).
+        measure_cues: measure the challenge cues every frame even without a calibration
+            (:attr:`TargetResult.cues`; with a calibration they are always measured).
     """
 
     template_factor: float = 2.0
@@ -68,6 +80,7 @@ class TrackerOptions:
     engine: EngineOptions = field(default_factory=EngineOptions)
     confidence_window: int = WINDOW_RADIUS
     clip_margin: int = CLIP_MARGIN
+    measure_cues: bool = False
 
     def __post_init__(self) -> None:
         for name in ('template_factor', 'search_factor'):
@@ -95,13 +108,17 @@ class TargetResult:
         confidence: tracking confidence in [0, 1] (see :mod:`.confidence`).
         state: tracking, uncertain or lost.
         class_names: challenge class names, in the order of ``probabilities``.
-        probabilities: float32 per-class probabilities, or None when the classification
-            head is untrained (or its output was not finite).
+        probabilities: float32 per-class probabilities (calibrated when the model has a
+            challenge calibration), or None when the classification head is untrained (or its
+            output was not finite).
         multi_label: True: independent per-class probabilities; False: they sum to 1.
         frame_index: number of :meth:`Tracker.track` calls so far (1 for the first frame).
         frames_tracked: frames this target has been tracked in since it was (re)initialised.
         timings: per-frame stage times in ms (:data:`TIMING_KEYS`), shared by all targets of
             the frame since they run batched.
+        logits: the head's float32 logits (None as for ``probabilities``).
+        cues: the measured challenge cues (:data:`~.challenge_cues.CUE_NAMES`), or None when
+            none are measured.
     """
 
     target_id: str
@@ -114,6 +131,8 @@ class TargetResult:
     frame_index: int
     frames_tracked: int
     timings: Dict[str, float]
+    logits: Optional[np.ndarray] = None
+    cues: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -122,6 +141,7 @@ class _Target:
     tokens: torch.Tensor
     machine: TargetStateMachine
     frame_shape: Tuple[int, int]
+    cue_reference: Optional[CueReference] = None
     frames_tracked: int = 0
 
 
@@ -167,6 +187,28 @@ class Tracker:
         self._targets: Dict[str, _Target] = {}
         self._token_batch: Optional[Tuple[Tuple[str, ...], torch.Tensor]] = None
         self._id_counter = 0
+        self.calibration = self._usable_calibration()
+
+    def _usable_calibration(self) -> Optional[ChallengeCalibration]:
+        """Return the model's challenge calibration if it fits this tracker's cues.
+
+        None otherwise (with a warning when the model has one that does not fit).
+        """
+        calibration = getattr(self.model, 'challenge_calibration', None)
+        if calibration is None or not self.has_probabilities:
+            return None
+        try:
+            calibration.check_matches(self.class_names, CUE_NAMES)
+        except ValueError as exc:
+            warnings.warn(f"{exc}; the head's own probabilities are published instead",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return calibration
+
+    @property
+    def measures_cues(self) -> bool:
+        """Whether the challenge cues are measured every frame."""
+        return self.calibration is not None or self.options.measure_cues
 
     @property
     def template_factor(self) -> float:
@@ -261,8 +303,10 @@ class Tracker:
             anno = template_anno(box, self.template_size / window[2], self.template_size)
             tokens = self.engine.encode_template(template, torch.from_numpy(anno)[None])
             target_id = target_id or self._new_id()
+            reference = reference_of(frame, box) if self.measures_cues else None
             self._targets[target_id] = _Target(
-                box, tokens, TargetStateMachine(self.options.thresholds), (height, width))
+                box, tokens, TargetStateMachine(self.options.thresholds), (height, width),
+                reference)
             self._token_batch = None
         return target_id
 
@@ -347,18 +391,21 @@ class Tracker:
 
         confidences = corner_confidence(out['score_map_tl'], out['score_map_br'],
                                         self.options.confidence_window)
-        probabilities = self._probabilities(out)
+        logits = self._logits(out)
         boxes = out['pred_boxes'].reshape(len(ids), -1, 4).mean(dim=1)
-        states = []
+        states, cues = [], []
         for index, (target, window) in enumerate(zip(targets, windows)):
             box = map_box_back(boxes[index].tolist(), target.box,
                                self.search_size / window[2], self.search_size)
+            previous = target.box
             if all(math.isfinite(v) for v in box):
                 target.box = clip_box(box, height, width, margin)
             else:
                 confidences[index] = 0.0
             target.frames_tracked += 1
             states.append(target.machine.update(float(confidences[index])))
+            cues.append(self._cues(frame, target, previous, float(confidences[index])))
+        probabilities = self._probabilities(logits, cues)
         done = time.perf_counter()
         timings.update(forward=(post_start - forward_start) * _MS,
                        post=(done - post_start) * _MS, total=(done - start) * _MS)
@@ -368,13 +415,34 @@ class Tracker:
             state=states[index], class_names=self.class_names,
             probabilities=probabilities[index], multi_label=multi_label,
             frame_index=self.frame_index, frames_tracked=target.frames_tracked,
-            timings=dict(timings))
+            timings=dict(timings), logits=logits[index], cues=cues[index])
             for index, (target_id, target) in enumerate(zip(ids, targets))]
 
-    def _probabilities(self, out: Dict[str, torch.Tensor]) -> List[Optional[np.ndarray]]:
-        """Per-target class probabilities; None where untrained, absent or not finite."""
+    def _logits(self, out: Dict[str, torch.Tensor]) -> List[Optional[np.ndarray]]:
+        """Per-target head logits (float32); None where untrained, absent or not finite."""
         batch = out['pred_boxes'].shape[0]
         if not self.has_probabilities or 'cls_logits' not in out:
             return [None] * batch
-        probs = class_probabilities(out['cls_logits'], self.model.config.multi_label).numpy()
-        return [row.copy() if np.isfinite(row).all() else None for row in probs]
+        rows = out['cls_logits'].float().cpu().numpy()
+        return [row.copy() if np.isfinite(row).all() else None for row in rows]
+
+    def _cues(self, frame: np.ndarray, target: _Target, previous: Box, confidence: float
+              ) -> Optional[np.ndarray]:
+        if target.cue_reference is None:
+            return None
+        return measure_cues(frame, target.box, previous, target.cue_reference, confidence)
+
+    def _probabilities(self, logits: List[Optional[np.ndarray]],
+                       cues: List[Optional[np.ndarray]]) -> List[Optional[np.ndarray]]:
+        """Per-target class probabilities: calibrated when the model has a calibration."""
+        multi_label = self.model.config.multi_label
+        probabilities: List[Optional[np.ndarray]] = []
+        for row, measured in zip(logits, cues):
+            if row is None:
+                probabilities.append(None)
+            elif self.calibration is not None and measured is not None:
+                probabilities.append(self.calibration.probabilities(row[None], measured[None])[0])
+            else:
+                probabilities.append(
+                    class_probabilities(torch.from_numpy(row)[None], multi_label)[0].numpy())
+        return probabilities
