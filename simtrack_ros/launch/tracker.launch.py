@@ -2,7 +2,7 @@ r"""Launch the SimTrack tracker node, optionally with the synthetic demo camera.
 
 Examples:
   ros2 launch simtrack_ros tracker.launch.py image_topic:=/camera/image_raw weights:=/w.pth
-  ros2 launch simtrack_ros tracker.launch.py demo:=true
+  ros2 launch simtrack_ros tracker.launch.py demo:=true search_factor:=3.0
   ros2 launch simtrack_ros tracker.launch.py image_topic:=/bow/image_raw compressed_input:=true
   ros2 launch simtrack_ros tracker.launch.py demo:=true runtime:=openvino precision:=fp32
 
@@ -14,9 +14,9 @@ Set a target with the ``set_target`` service (``/<namespace>/simtrack/set_target
 tracker, the demo camera and a client that sets the target, in one process, without launch.
 
 Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
-``weights``, ``device``, ``runtime``, ``precision`` and ``compressed_input`` arguments override
-it only when given on the command line (their empty default keeps the file's value);
-``use_sim_time`` always applies.
+``weights``, ``device``, ``runtime``, ``precision``, ``compressed_input`` and ``search_factor``
+arguments override it only when given on the command line (their empty default keeps the
+file's value); ``use_sim_time`` always applies.
 
 The node configures and activates itself (parameter ``autostart``), so a plain ``Node`` action
 works on Humble, Jazzy and Kilted alike. To drive the lifecycle from outside instead, set
@@ -37,7 +37,7 @@ BOOLEAN = ['true', 'false']
 #: Launch arguments that set the node parameter of the same name (with its type) only when
 #: given on the command line; their empty default keeps the value from params_file.
 OPTIONAL_OVERRIDES = {'weights': str, 'device': str, 'runtime': str, 'precision': str,
-                      'compressed_input': bool}
+                      'compressed_input': bool, 'search_factor': float}
 
 
 def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
@@ -46,8 +46,8 @@ def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
     for name, value_type in OPTIONAL_OVERRIDES.items():
         value = LaunchConfiguration(name).perform(context)
         if value:
-            # Plain values are type-checked, not parsed: convert the boolean text here.
-            typed = value == 'true' if value_type is bool else value
+            # Plain values are type-checked, not parsed: convert the text here.
+            typed = value == 'true' if value_type is bool else value_type(value)
             overrides[name] = ParameterValue(typed, value_type=value_type)
     # A launch-level convention: the use_sim_time argument always sets the parameter.
     overrides['use_sim_time'] = ParameterValue(
@@ -133,6 +133,12 @@ def generate_launch_description() -> LaunchDescription:
             'precision', default_value='', choices=['', 'auto', 'fp32', 'fp16', 'bf16', 'int8'],
             description='Inference precision; empty: take precision from params_file; auto '
                         'picks bf16 only on hardware with native bf16 (and a wide model).'),
+        DeclareLaunchArgument(
+            'search_factor', default_value='',
+            description='Search crop side / target scale; empty: take search_factor from '
+                        'params_file (4.0, the official value). The demo weights were tuned '
+                        'for 3.0: demo:=true search_factor:=3.0 is the scene of '
+                        '"ros2 run simtrack_ros demo".'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', choices=BOOLEAN,
             description='Use the /clock topic as the time source.'),

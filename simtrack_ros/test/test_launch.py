@@ -27,7 +27,7 @@ CONFIG_FILE = PACKAGE_ROOT / 'config' / 'tracker.yaml'
 SETUP_FILE = PACKAGE_ROOT / 'setup.py'
 EXPECTED_ARGUMENTS = {'namespace', 'image_topic', 'params_file', 'weights', 'device',
                       'runtime', 'precision', 'use_sim_time', 'log_level', 'compressed_input',
-                      'demo'}
+                      'demo', 'search_factor'}
 #: Parameters every ROS 2 node has, so the node's params file need not list them.
 BUILTIN_PARAMETERS = {'use_sim_time': False}
 
@@ -265,3 +265,10 @@ def test_launch_rejects_an_invalid_choice():
 def test_compressed_input_given_overrides_the_params_file():
     tracker = _launch({'compressed_input': 'true'})['tracker_node']
     assert tracker.parameters['compressed_input'] is True
+
+
+@requires_launch
+def test_search_factor_given_overrides_the_params_file_as_a_float():
+    tracker = _launch({'search_factor': '3.0', 'demo': 'true'})['tracker_node']
+    assert tracker.parameters['search_factor'] == 3.0
+    assert _launch({})['tracker_node'].parameters['search_factor'] == 4.0   # the params file
