@@ -14,7 +14,7 @@ in a run with one worker.
 from __future__ import annotations
 
 from concurrent.futures import as_completed, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import logging
 import multiprocessing
 from multiprocessing.connection import Connection
@@ -132,8 +132,8 @@ def run_simtrack(tracker: Tracker, sequence: DataSequence) -> SequenceResult:
             probabilities[index] = result.probabilities
         if recorded and result.logits is not None and result.cues is not None:
             logits[index], cues[index] = result.logits, result.cues
-    return replace(_result(sequence, boxes, seconds, probabilities, names,
-                           bool(tracker.model.config.multi_label)), logits=logits, cues=cues)
+    return _result(sequence, boxes, seconds, probabilities, names,
+                   bool(tracker.model.config.multi_label), logits, cues)
 
 
 def run_baseline(tracker: OpenCVTracker, sequence: DataSequence) -> SequenceResult:
@@ -151,13 +151,14 @@ def run_baseline(tracker: OpenCVTracker, sequence: DataSequence) -> SequenceResu
 
 def _result(sequence: DataSequence, boxes: np.ndarray, seconds: np.ndarray,
             probabilities: Optional[np.ndarray] = None, class_names: Sequence[str] = (),
-            multi_label: bool = False) -> SequenceResult:
+            multi_label: bool = False, logits: Optional[np.ndarray] = None,
+            cues: Optional[np.ndarray] = None) -> SequenceResult:
     """Build a run's result with the sequence's ground truth and annotation labels."""
     absent = (np.zeros(len(sequence), dtype=bool) if sequence.absent is None
               else np.asarray(sequence.absent, dtype=bool))
     labels, judged = read_labels(sequence)
     return SequenceResult(sequence.name, boxes, sequence.boxes, absent, seconds, probabilities,
-                          tuple(class_names), multi_label, labels, judged)
+                          tuple(class_names), multi_label, labels, judged, logits, cues)
 
 
 #: Per-process cache of SimTrack trackers, keyed by spec.

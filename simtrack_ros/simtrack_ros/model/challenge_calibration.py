@@ -15,6 +15,10 @@ import math
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
+import torch
+
+#: Default L2 penalty of :func:`fitted_by_logistic_regression` (``simtrack-calibrate --l2``).
+DEFAULT_L2 = 1e-5
 
 
 @dataclass(frozen=True)
@@ -102,15 +106,13 @@ class ChallengeCalibration:
 
 def fitted_by_logistic_regression(class_names: Sequence[str], cue_names: Sequence[str],
                                   inputs: np.ndarray, labels: np.ndarray, known: np.ndarray,
-                                  l2: float = 1e-5, iterations: int = 500
+                                  l2: float = DEFAULT_L2, iterations: int = 500
                                   ) -> ChallengeCalibration:
     """Fit the calibration on N x (C + F) ``inputs`` with 0/1 ``labels`` (N x C).
 
     ``known`` (N x C bool) masks the labels that count. Minimises the mean masked binary cross
     entropy plus ``l2`` times the squared weights, by L-BFGS on standardised inputs.
     """
-    import torch  # imported here: the tracker reads calibrations without training code
-
     inputs = np.asarray(inputs, np.float64)
     mean, scale = inputs.mean(axis=0), inputs.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
@@ -137,4 +139,4 @@ def fitted_by_logistic_regression(class_names: Sequence[str], cue_names: Sequenc
                                 weight.detach().numpy(), bias.detach().numpy())
 
 
-__all__ = ['ChallengeCalibration', 'fitted_by_logistic_regression']
+__all__ = ['ChallengeCalibration', 'DEFAULT_L2', 'fitted_by_logistic_regression']

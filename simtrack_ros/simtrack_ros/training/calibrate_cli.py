@@ -19,18 +19,19 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
-from simtrack_ros.challenges import CHALLENGE_NAMES
+from simtrack_ros.challenges import CHALLENGE_NAMES, single_label
 from simtrack_ros.data.sequences import list_sequences
 from simtrack_ros.evaluation.ope import SequenceResult
 from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
-from simtrack_ros.model.challenge_calibration import fitted_by_logistic_regression
+from simtrack_ros.model.challenge_calibration import DEFAULT_L2, fitted_by_logistic_regression
 from simtrack_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from simtrack_ros.tracking.challenge_cues import CUE_NAMES
 from simtrack_ros.tracking.tracker import TrackerOptions
+from simtrack_ros.training.metrics import ClassificationMeter
 
 DEFAULT_SPLIT = 'calib'
-DEFAULT_L2 = 1e-5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,26 +80,30 @@ def fitting_data(results: Sequence[SequenceResult], class_names: Sequence[str]
     return np.concatenate(inputs), np.concatenate(labels), np.concatenate(known)
 
 
-def binary_f1(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """``2 TP / (2 TP + FP + FN)`` of two bool arrays; 0 when both are all False."""
-    true_positives = int((predicted & actual).sum())
-    errors = int((predicted != actual).sum())
-    return 2 * true_positives / max(2 * true_positives + errors, 1)
-
-
 def per_class_f1(probabilities: np.ndarray, labels: np.ndarray, known: np.ndarray,
-                 class_names: Sequence[str]) -> Dict[str, float]:
-    """F1 per class of ``probabilities >= 0.5`` on the known labels."""
-    return {name: binary_f1(probabilities[known[:, k], k] >= 0.5, labels[known[:, k], k] > 0.5)
-            for k, name in enumerate(class_names)}
+                 class_names: Sequence[str]) -> Dict[str, Optional[float]]:
+    """Return the multi-label F1 per class (judged labels only), as ``simtrack-eval`` does."""
+    meter = ClassificationMeter(class_names, multi_label=True)
+    single = [class_names.index(single_label(dict(zip(class_names, row)))) for row in labels]
+    meter.update(torch.from_numpy(probabilities), torch.tensor(single), torch.from_numpy(known),
+                 multi_labels=torch.from_numpy(labels), probabilities=True)
+    return meter.compute()['multi_label']['per_class_f1']
 
 
-def _table(before: Dict[str, float], after: Dict[str, float], support: np.ndarray) -> str:
+def _mean(scores: Dict[str, Optional[float]]) -> float:
+    values = [v for v in scores.values() if v is not None]
+    return float(np.mean(values)) if values else float('nan')
+
+
+def _table(before: Dict[str, Optional[float]], after: Dict[str, Optional[float]],
+           support: np.ndarray) -> str:
+    def cell(value: Optional[float], width: int) -> str:
+        return f'{value:{width}.3f}' if value is not None else f'{"-":>{width}s}'
+
     lines = [f'{"class":24s} {"support":>7s} {"head F1":>8s} {"calibrated":>10s}']
     for (name, old), new, count in zip(before.items(), after.values(), support):
-        lines.append(f'{name:24s} {int(count):7d} {old:8.3f} {new:10.3f}')
-    lines.append(f'{"macro F1":24s} {"":7s} {np.mean(list(before.values())):8.3f} '
-                 f'{np.mean(list(after.values())):10.3f}')
+        lines.append(f'{name:24s} {int(count):7d} {cell(old, 8)} {cell(new, 10)}')
+    lines.append(f'{"macro F1":24s} {"":7s} {_mean(before):8.3f} {_mean(after):10.3f}')
     return '\n'.join(lines)
 
 
