@@ -2,7 +2,7 @@ r"""Launch the SimTrack tracker node, optionally with the synthetic demo camera.
 
 Examples:
   ros2 launch simtrack_ros tracker.launch.py image_topic:=/camera/image_raw weights:=/w.pth
-  ros2 launch simtrack_ros tracker.launch.py demo:=true search_factor:=3.0
+  ros2 launch simtrack_ros tracker.launch.py demo:=true
   ros2 launch simtrack_ros tracker.launch.py image_topic:=/bow/image_raw compressed_input:=true
   ros2 launch simtrack_ros tracker.launch.py demo:=true runtime:=openvino precision:=fp32
 
@@ -16,7 +16,9 @@ tracker, the demo camera and a client that sets the target, in one process, with
 Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
 ``weights``, ``device``, ``runtime``, ``precision``, ``compressed_input`` and ``search_factor``
 arguments override it only when given on the command line (their empty default keeps the
-file's value); ``use_sim_time`` always applies.
+file's value); ``use_sim_time`` always applies. With ``demo:=true`` and neither ``weights`` nor
+``search_factor`` given, ``search_factor`` is the one the demo weights were tuned for
+(``simtrack_ros.ros.demo_settings``), as in ``ros2 run simtrack_ros demo``.
 
 The node configures and activates itself (parameter ``autostart``), so a plain ``Node`` action
 works on Humble, Jazzy and Kilted alike. To drive the lifecycle from outside instead, set
@@ -31,6 +33,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from simtrack_ros.ros.demo_settings import demo_search_factor
 
 PACKAGE = 'simtrack_ros'
 BOOLEAN = ['true', 'false']
@@ -49,6 +53,12 @@ def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
             # Plain values are type-checked, not parsed: convert the text here.
             typed = value == 'true' if value_type is bool else value_type(value)
             overrides[name] = ParameterValue(typed, value_type=value_type)
+    demo_factor = demo_search_factor(
+        LaunchConfiguration('demo').perform(context) == 'true',
+        weights=LaunchConfiguration('weights').perform(context),
+        search_factor=LaunchConfiguration('search_factor').perform(context))
+    if demo_factor is not None:
+        overrides['search_factor'] = ParameterValue(demo_factor, value_type=float)
     # A launch-level convention: the use_sim_time argument always sets the parameter.
     overrides['use_sim_time'] = ParameterValue(
         LaunchConfiguration('use_sim_time'), value_type=bool)
@@ -136,9 +146,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'search_factor', default_value='',
             description='Search crop side / target scale; empty: take search_factor from '
-                        'params_file (4.0, the official value). The demo weights were tuned '
-                        'for 3.0: demo:=true search_factor:=3.0 is the scene of '
-                        '"ros2 run simtrack_ros demo".'),
+                        'params_file (4.0, the official value); with demo:=true and no '
+                        'weights argument, the factor the demo weights were tuned for (as '
+                        '"ros2 run simtrack_ros demo" runs them).'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', choices=BOOLEAN,
             description='Use the /clock topic as the time source.'),

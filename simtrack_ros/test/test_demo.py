@@ -22,7 +22,7 @@ from vision_msgs.msg import Detection2D
 from simtrack_ros.data.sequences import write_sequence
 from simtrack_ros.evaluation.ope import SUCCESS_THRESHOLDS
 from simtrack_ros.model import build_model, get_config, save_checkpoint
-from simtrack_ros.ros import demo, demo_report, model_loading
+from simtrack_ros.ros import demo, demo_report, demo_settings, model_loading
 from simtrack_ros.ros.demo_camera import (DemoCameraNode, frame_key, ground_truth_message,
                                           parse_frame_key, SequencePlayer)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
@@ -187,7 +187,7 @@ def test_node_without_weights_runs_the_demo_weights_and_says_so(demo_prefix, ros
 def test_demo_sets_the_tuned_search_factor_only_for_the_demo_weights(tmp_path):
     parser_options = demo._parse([])
     arguments = demo._parameter_args(parser_options, tmp_path)
-    assert f'simtrack:search_factor:={model_loading.DEMO_SEARCH_FACTOR}' in arguments
+    assert f'simtrack:search_factor:={demo_settings.DEMO_SEARCH_FACTOR}' in arguments
     own = demo._parameter_args(demo._parse(['--weights', 'mine.pth']), tmp_path)
     assert 'simtrack:weights:=mine.pth' in own
     assert not any(a.startswith('simtrack:search_factor') for a in own)

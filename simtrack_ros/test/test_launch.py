@@ -14,11 +14,15 @@ import ast
 import importlib.util
 import pathlib
 import re
+import subprocess
+import sys
 from typing import Dict, List, NamedTuple
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 import pytest
 import yaml
+
+from simtrack_ros.ros import demo_settings
 
 PACKAGE = 'simtrack_ros'
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -272,3 +276,32 @@ def test_search_factor_given_overrides_the_params_file_as_a_float():
     tracker = _launch({'search_factor': '3.0', 'demo': 'true'})['tracker_node']
     assert tracker.parameters['search_factor'] == 3.0
     assert _launch({})['tracker_node'].parameters['search_factor'] == 4.0   # the params file
+
+
+@requires_launch
+def test_demo_runs_the_demo_weights_at_their_tuned_search_factor():
+    factor = _launch({'demo': 'true'})['tracker_node'].parameters['search_factor']
+    assert factor == demo_settings.DEMO_SEARCH_FACTOR
+    # Given arguments win: an explicit factor, or other weights (the params file's factor).
+    assert _launch({'demo': 'true', 'search_factor': '5.0'})[
+        'tracker_node'].parameters['search_factor'] == 5.0
+    assert _launch({'demo': 'true', 'weights': '/given.pth'})[
+        'tracker_node'].parameters['search_factor'] == 4.0
+
+
+def test_demo_search_factor_only_for_the_demo_weights_and_an_unset_factor():
+    tuned = demo_settings.DEMO_SEARCH_FACTOR
+    assert demo_settings.demo_search_factor(True, '', '') == tuned
+    assert demo_settings.demo_search_factor(False, '', '') is None
+    assert demo_settings.demo_search_factor(True, '/given.pth', '') is None
+    assert demo_settings.demo_search_factor(True, '', '5.0') is None
+
+
+def test_the_launch_file_applies_the_demo_search_factor_from_a_light_module():
+    assert _Parsed().calls('demo_search_factor'), 'the launch file no longer sets it'
+    # ros2 launch imports it while it parses the file: no torch, no rclpy.
+    check = ('import sys, simtrack_ros.ros.demo_settings; '
+             "print(sorted({'torch', 'rclpy'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.strip() == '[]', result.stdout

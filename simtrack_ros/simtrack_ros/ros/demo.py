@@ -51,7 +51,8 @@ from simtrack_ros.ros import demo_report
 from simtrack_ros.ros.demo_camera import (DEMO_SEED, DEMO_SPLIT, DemoCameraNode,
                                           generate_sequences, parse_frame_key)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
-from simtrack_ros.ros.model_loading import DEMO_SEARCH_FACTOR, find_demo_weights
+from simtrack_ros.ros.demo_settings import DEMO_SEARCH_FACTOR
+from simtrack_ros.ros.model_loading import find_demo_weights
 from simtrack_ros.ros.node_process import NodeProcess
 from simtrack_ros.ros.tracker_node import TrackerNode
 

@@ -25,9 +25,6 @@ PACKAGE = 'simtrack_ros'
 #: ``simtrack_ros/`` folder): the 'small' model trained on synthetic sea scenes
 #: (docs/demo-model.md).
 DEMO_WEIGHTS = Path('weights') / 'demo_small.pth'
-#: Search factor tuned for the demo weights on the synthetic 'tune' split (docs/demo-model.md);
-#: the demo sets the node's ``search_factor`` to it (the node's default stays the official 4).
-DEMO_SEARCH_FACTOR = 3.0
 #: Configuration of the random-weights model (``weights: ''`` without demo weights).
 DEMO_CONFIG = 'tiny'
 #: The source tree's package folder (``simtrack_ros/``), where a checkout keeps the weights.
