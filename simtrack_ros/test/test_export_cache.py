@@ -7,10 +7,12 @@ from typing import List
 import pytest
 from test_export_onnx import small_checkpoint
 
-from simtrack_ros.export.cache import cached_export, export_folder, file_sha256
+from simtrack_ros.export.cache import (
+    cached_export, expected_quantization, export_folder, file_sha256)
 from simtrack_ros.export.cli import main
-from simtrack_ros.export.metadata import read_metadata
+from simtrack_ros.export.metadata import read_metadata, write_metadata
 from simtrack_ros.export.onnx_export import load_exported
+from simtrack_ros.export.quantize import recipe
 from simtrack_ros.export.torchscript import load_torchscript
 from simtrack_ros.model import save_checkpoint
 
@@ -141,3 +143,29 @@ def test_cli_bad_input_is_one_line_and_exit_2(cached, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith('simtrack-export: error: ') and message in err, (argv, err)
         assert err.count('\n') == 1, err
+
+
+def test_int8_made_by_another_recipe_is_quantised_again(cached):
+    _, checkpoint, _, _ = cached
+    first = cached_export(checkpoint, 'int8-dynamic', progress=lambda line: None)
+    assert read_metadata(first.search).quantization == recipe('int8-dynamic')
+    assert read_metadata(first.template).quantization is None     # the fp32 template graph
+    lines: List[str] = []
+    assert cached_export(checkpoint, 'int8-dynamic', progress=lines.append) == first
+    assert lines == []
+    # A file from before the recipe was recorded (or made by an older recipe) is replaced.
+    write_metadata(first.search, first.metadata.replace(quantization=None))
+    again = cached_export(checkpoint, 'int8-dynamic', progress=lines.append)
+    assert again.metadata.quantization == recipe('int8-dynamic')
+    assert any('quantised another way (not recorded)' in line for line in lines), lines
+
+
+def test_static_int8_records_its_calibration_data(tmp_path):
+    assert expected_quantization('fp32', None) is None
+    synthetic = expected_quantization('int8-static', None)
+    assert synthetic == recipe('int8-static', 'synthetic sequences')
+    given = expected_quantization('int8-static', [tmp_path / 'b', tmp_path / 'a'])
+    assert given.startswith(recipe('int8-static', '2 sequences (sha256 of their paths '))
+    assert given == expected_quantization('int8-static', [tmp_path / 'a', tmp_path / 'b'])
+    assert given != expected_quantization('int8-static', [tmp_path / 'a'])
+    assert expected_quantization('int8-dynamic', [tmp_path / 'a']) == recipe('int8-dynamic')

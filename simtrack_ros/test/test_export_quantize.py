@@ -16,7 +16,7 @@ from simtrack_ros.export.calibration import calibration_inputs, synthetic_calibr
 from simtrack_ros.export.metadata import read_metadata
 from simtrack_ros.export.onnx_export import (
     example_inputs, export_onnx, ExportedModel, load_exported, run_onnx, SEARCH_INPUTS)
-from simtrack_ros.export.quantize import quantize_dynamic, quantize_static
+from simtrack_ros.export.quantize import quantize_dynamic, quantize_static, recipe
 
 #: Largest box change (crop-normalised) int8 may make on the test's random inputs.
 BOX_ATOL = 0.02
@@ -89,7 +89,8 @@ def test_quantize_dynamic_quantises_matmuls_only_and_loads(small, tmp_path):
     assert load_exported(quantized.search) == quantized
     assert quantized.precision == 'int8-dynamic' and fp32.precision == 'fp32'
     assert read_metadata(fp32.search).precision == 'fp32'
-    assert quantized.metadata.replace(precision='fp32') == fp32.metadata
+    assert quantized.metadata.quantization == recipe('int8-dynamic')
+    assert quantized.metadata.replace(precision='fp32', quantization=None) == fp32.metadata
     ops = op_types(quantized.search)
     assert ops['MatMulInteger'] >= 4 * 4  # at least q/k/v-in, out, two MLP layers per block
     assert ops['ConvInteger'] == 0 and ops['Conv'] == op_types(fp32.search)['Conv']
@@ -105,6 +106,7 @@ def test_quantize_static_gives_qdq_onnx_that_openvino_runs_in_int8(small, sequen
     calibration = calibration_inputs(fp32, sequences, samples=8)
     quantized = quantize_static(fp32, tmp_path / 'small.int8-static.onnx', calibration)
     assert load_exported(quantized.search).precision == 'int8-static'
+    assert quantized.metadata.quantization == recipe('int8-static', 'given inputs')
     ops = op_types(quantized.search)
     assert ops['QuantizeLinear'] > 0 and ops['DequantizeLinear'] > 0
     assert ops['Conv'] == op_types(fp32.search)['Conv']          # convolutions stay fp32

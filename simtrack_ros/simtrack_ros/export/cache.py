@@ -4,7 +4,8 @@ Layout: ``<checkpoint folder>/<checkpoint stem>.export/<sha256[:16]>/model.<prec
 (with ``.template.onnx`` beside each) when the checkpoint's folder is writable, else the same
 under ``${XDG_CACHE_HOME:-~/.cache}/simtrack_ros/exports/<sha256[:16]>/`` (e.g. for weights in
 a read-only install). A cached file is reused when :func:`~.onnx_export.load_exported` accepts
-it and its metadata names the same checkpoint hash, opset and (given a model) config; anything
+it and its metadata names the same checkpoint hash, opset and (given a model) config, and for
+int8 the same quantisation recipe and calibration data (:func:`~.quantize.recipe`); anything
 else is exported again, atomically. int8 files are made from the cached fp32 export.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable, Optional, Sequence
 from simtrack_ros.export.metadata import ExportError, PathLike, PRECISIONS
 from simtrack_ros.export.onnx_export import (
     DEFAULT_OPSET, export_onnx, ExportedModel, load_exported)
-from simtrack_ros.export.quantize import quantize_dynamic, quantize_static
+from simtrack_ros.export.quantize import quantize_dynamic, quantize_static, recipe
 from simtrack_ros.model.checkpoint import load_checkpoint
 from simtrack_ros.model.load_report import CheckpointError
 from simtrack_ros.model.simtrack import SimTrack
@@ -64,8 +65,26 @@ def export_folder(checkpoint: PathLike, sha256: str) -> Path:
     return folder
 
 
+def calibration_source(sequences: Optional[Sequence[Path]]) -> str:
+    """Name the calibration data of an int8-static file: synthetic, or a digest of the folders."""
+    if sequences is None:
+        return 'synthetic sequences'
+    digest = hashlib.sha256('\n'.join(sorted(str(Path(p).resolve()) for p in sequences))
+                            .encode()).hexdigest()
+    return f'{len(sequences)} sequences (sha256 of their paths {digest[:16]})'
+
+
+def expected_quantization(precision: str, sequences: Optional[Sequence[Path]]) -> Optional[str]:
+    """Return the ``quantization`` metadata a file of ``precision`` made here would carry."""
+    if precision == 'fp32':
+        return None
+    return recipe(precision, calibration_source(sequences) if precision == 'int8-static'
+                  else None)
+
+
 def _reusable(path: Path, sha256: str, opset: int, model: Optional[SimTrack],
-              progress: Callable[[str], None]) -> Optional[ExportedModel]:
+              quantization: Optional[str], progress: Callable[[str], None]
+              ) -> Optional[ExportedModel]:
     """Return the cached export at ``path`` if whole and made from the same source, else None."""
     if not path.is_file():
         return None
@@ -75,9 +94,14 @@ def _reusable(path: Path, sha256: str, opset: int, model: Optional[SimTrack],
         progress(f'cached export unusable, exporting again: {exc}')
         return None
     metadata = exported.metadata
-    stale = (metadata.checkpoint_sha256 != sha256 or metadata.opset != opset
-             or (model is not None and metadata.config != model.config.to_dict()))
-    return None if stale else exported
+    if (metadata.checkpoint_sha256 != sha256 or metadata.opset != opset
+            or (model is not None and metadata.config != model.config.to_dict())):
+        return None
+    if metadata.quantization != quantization:
+        progress(f'cached {path.name} was quantised another way '
+                 f'({metadata.quantization or "not recorded"}), making it again: {quantization}')
+        return None
+    return exported
 
 
 def quantized(fp32: ExportedModel, path: PathLike, precision: str,
@@ -97,20 +121,22 @@ def quantized(fp32: ExportedModel, path: PathLike, precision: str,
     from simtrack_ros.export.calibration import (
         calibration_inputs, synthetic_calibration_sequences)
 
+    source = calibration_source(calibration_sequences)
     if calibration_sequences is None:
         progress(f'rendering synthetic calibration sequences in {calibration_folder}')
         calibration_sequences = synthetic_calibration_sequences(calibration_folder)
     inputs = calibration_inputs(fp32, calibration_sequences)
     progress(f'quantising {fp32.search} to {path} (NNCF static int8, {len(inputs)} calibration '
              f'crops from {len(calibration_sequences)} sequences; a B/16 takes 1-2 min)')
-    return quantize_static(fp32, path, inputs)
+    return quantize_static(fp32, path, inputs, source)
 
 
 def _cached(checkpoint: Path, sha256: str, folder: Path, precision: str,
             model: Optional[SimTrack], calibration_sequences: Optional[Sequence[Path]],
             progress: Callable[[str], None], opset: int) -> ExportedModel:
     path = folder / f'model.{precision}.onnx'
-    found = _reusable(path, sha256, opset, model, progress)
+    found = _reusable(path, sha256, opset, model,
+                      expected_quantization(precision, calibration_sequences), progress)
     if found is not None:
         return found
     if precision == 'fp32':

@@ -3,7 +3,8 @@
 The metadata is JSON in the ONNX ``metadata_props`` entry :data:`METADATA_KEY`: the model
 config, class names, single/multi-label, trained heads, what the file holds (graph and
 precision), the SHA-256 of the source checkpoint, the opset and the torch version that exported
-it, and the challenge calibration when the checkpoint has one. With it, an ``.onnx`` file is
+it, the challenge calibration when the checkpoint has one, and for an int8 file how it was
+quantised (``quantization``: the recipe and its calibration data). With it, an ``.onnx`` file is
 all a tracker needs. Problems are :class:`ExportError`,
 naming the file, what is wrong and what to do.
 """
@@ -31,6 +32,8 @@ GRAPHS = ('search', 'template')
 PathLike = Union[str, 'os.PathLike[str]']
 
 _REEXPORT = 're-export it with simtrack-export'
+#: Metadata keys that files written before they existed lack.
+_OPTIONAL = {'challenge_calibration', 'quantization'}
 
 
 class ExportError(ValueError):
@@ -52,6 +55,8 @@ class ExportMetadata:
     torch_version: str
     format_version: int = FORMAT_VERSION
     challenge_calibration: Optional[Dict[str, Any]] = None
+    #: int8 files: the quantisation recipe and calibration data (:mod:`.quantize`); fp32: None.
+    quantization: Optional[str] = None
 
     def to_json(self) -> str:
         """Return the JSON text stored in the file (keys sorted)."""
@@ -77,7 +82,7 @@ class ExportMetadata:
                               f'(this code reads up to {FORMAT_VERSION}); update simtrack_ros '
                               f'or {_REEXPORT}')
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(data) - {'challenge_calibration'})  # optional
+        missing = sorted(names - set(data) - _OPTIONAL)
         unknown = sorted(set(data) - names)
         if missing or unknown:
             raise ExportError(f'{source}: metadata keys missing {missing}, unknown {unknown}; '
@@ -89,6 +94,9 @@ class ExportMetadata:
             metadata.calibration()
         except (TypeError, ValueError) as exc:
             raise ExportError(f'{source}: malformed metadata ({exc}); {_REEXPORT}') from None
+        if not isinstance(metadata.quantization, (str, type(None))):
+            raise ExportError(f'{source}: metadata quantization {metadata.quantization!r} is not '
+                              f'text; {_REEXPORT}')
         if metadata.graph not in GRAPHS or metadata.precision not in PRECISIONS:
             raise ExportError(f'{source}: metadata graph {metadata.graph!r} / precision '
                               f'{metadata.precision!r} unknown (expected one of {GRAPHS} / '

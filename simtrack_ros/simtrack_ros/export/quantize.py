@@ -12,8 +12,9 @@
   result stays ONNX with QuantizeLinear/DequantizeLinear pairs, which OpenVINO compiles to
   int8 kernels. Precision ``'int8-static'``.
 
-Both write the search graph atomically with the source's metadata (precision changed) and
-copy the template graph beside it.
+Both write the search graph atomically with the source's metadata (precision changed, and
+``quantization``: :func:`recipe` of the precision and its calibration data) and copy the
+template graph beside it. The export cache re-quantises a cached file whose recipe differs.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import logging
 import os
 from pathlib import Path
 import shutil
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -32,18 +33,31 @@ from simtrack_ros.export.onnx_export import (
     ExportedModel, load_exported, search_file, SEARCH_INPUTS, template_path)
 
 
+#: What each int8 precision does; change the text whenever the recipe changes, so that files
+#: made by the old one are not reused.
+RECIPES = {'int8-dynamic': 'onnxruntime quantize_dynamic: MatMul only, QInt8 weights',
+           'int8-static': 'nncf quantize: transformer preset, Conv ignored'}
+
+
+def recipe(precision: str, calibration: Optional[str] = None) -> str:
+    """Return the ``quantization`` metadata of an int8 precision (and its calibration data)."""
+    text = RECIPES[precision]
+    return text if calibration is None else f'{text}; calibrated on {calibration}'
+
+
 def _not_preprocessing_advice(record: logging.LogRecord) -> bool:
     """Log filter: drop ONNX Runtime's root-logger advice to run its pre-processing first."""
     return 'pre-processing' not in record.getMessage()
 
 
 def _finish(exported: ExportedModel, proto: onnx.ModelProto, search_path: PathLike,
-            precision: str) -> ExportedModel:
+            precision: str, quantization: str) -> ExportedModel:
     """Write the quantised search graph and a copy of the template graph; load the pair."""
     search = search_file(search_path)
     if search.resolve() == exported.search.resolve():
         raise ValueError(f'{search}: the quantised model must not overwrite its source')
-    set_metadata(proto, exported.metadata.replace(precision=precision))
+    set_metadata(proto, exported.metadata.replace(precision=precision,
+                                                  quantization=quantization))
     template = template_path(search)
     temp = temporary_sibling(template)
     template.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +92,7 @@ def quantize_dynamic(exported: ExportedModel, search_path: PathLike) -> Exported
     finally:
         logging.getLogger().removeFilter(_not_preprocessing_advice)
         temp.unlink(missing_ok=True)
-    return _finish(exported, proto, search, 'int8-dynamic')
+    return _finish(exported, proto, search, 'int8-dynamic', recipe('int8-dynamic'))
 
 
 def _check_calibration(calibration: Sequence[Dict[str, np.ndarray]], source: Path) -> None:
@@ -91,12 +105,14 @@ def _check_calibration(calibration: Sequence[Dict[str, np.ndarray]], source: Pat
 
 
 def quantize_static(exported: ExportedModel, search_path: PathLike,
-                    calibration: Sequence[Dict[str, np.ndarray]]) -> ExportedModel:
+                    calibration: Sequence[Dict[str, np.ndarray]],
+                    calibration_source: str = 'given inputs') -> ExportedModel:
     """Quantise ``exported``'s search graph with NNCF, calibrated on ``calibration``.
 
     ``calibration``: search-graph inputs by name (:func:`.calibration.calibration_inputs`),
-    all of them used. Writes ``search_path`` (ONNX QDQ, precision ``'int8-static'``) and its
-    template graph (a copy).
+    all of them used; ``calibration_source`` says where they came from (for the metadata).
+    Writes ``search_path`` (ONNX QDQ, precision ``'int8-static'``) and its template graph
+    (a copy).
     """
     import nncf
 
@@ -106,4 +122,5 @@ def quantize_static(exported: ExportedModel, search_path: PathLike,
     quantized = nncf.quantize(load_onnx(exported.search), nncf.Dataset(samples),
                               subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER,
                               ignored_scope=nncf.IgnoredScope(types=['Conv']))
-    return _finish(exported, quantized, search_path, 'int8-static')
+    return _finish(exported, quantized, search_path, 'int8-static',
+                   recipe('int8-static', calibration_source))
