@@ -101,10 +101,13 @@ def test_quantize_dynamic_quantises_matmuls_only_and_loads(small, tmp_path):
         quantize_dynamic(fp32, fp32.search)
 
 
-def test_quantize_static_gives_qdq_onnx_that_openvino_runs_in_int8(small, sequences, tmp_path):
+def test_quantize_static_gives_qdq_onnx_that_openvino_runs_in_int8(small, sequences, tmp_path,
+                                                                   capfd):
     _, fp32 = small
     calibration = calibration_inputs(fp32, sequences, samples=8)
+    capfd.readouterr()
     quantized = quantize_static(fp32, tmp_path / 'small.int8-static.onnx', calibration)
+    assert capfd.readouterr().out == '', "NNCF's progress belongs on stderr"
     assert load_exported(quantized.search).precision == 'int8-static'
     assert quantized.metadata.quantization == recipe('int8-static', 'given inputs')
     ops = op_types(quantized.search)

@@ -18,11 +18,13 @@ template graph beside it. The export cache re-quantises a cached file whose reci
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
 import shutil
-from typing import Dict, Optional, Sequence
+import sys
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -48,6 +50,21 @@ def recipe(precision: str, calibration: Optional[str] = None) -> str:
 def _not_preprocessing_advice(record: logging.LogRecord) -> bool:
     """Log filter: drop ONNX Runtime's root-logger advice to run its pre-processing first."""
     return 'pre-processing' not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _nncf_output_on_stderr() -> Iterator[None]:
+    """Move NNCF's progress bars and log lines from stdout (a caller's results) to stderr."""
+    moved = {handler: handler.stream for handler in logging.getLogger('nncf').handlers
+             if type(handler) is logging.StreamHandler and handler.stream is not sys.stderr}
+    for handler in moved:
+        handler.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in moved.items():
+            handler.setStream(stream)
 
 
 def _finish(exported: ExportedModel, proto: onnx.ModelProto, search_path: PathLike,
@@ -119,8 +136,10 @@ def quantize_static(exported: ExportedModel, search_path: PathLike,
     _check_calibration(calibration, exported.search)
     samples = [{name: np.ascontiguousarray(sample[name], np.float32) for name in SEARCH_INPUTS}
                for sample in calibration]
-    quantized = nncf.quantize(load_onnx(exported.search), nncf.Dataset(samples),
-                              subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER,
-                              ignored_scope=nncf.IgnoredScope(types=['Conv']))
+    with _nncf_output_on_stderr():
+        quantized = nncf.quantize(
+            load_onnx(exported.search), nncf.Dataset(samples), subset_size=len(samples),
+            model_type=nncf.ModelType.TRANSFORMER,
+            ignored_scope=nncf.IgnoredScope(types=['Conv']))
     return _finish(exported, quantized, search_path, 'int8-static',
                    recipe('int8-static', calibration_source))
