@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 import re
 import shutil
+import stat
 from typing import List
 
 import numpy as np
@@ -105,6 +107,12 @@ def test_a_result_round_trips_through_its_file(tmp_path):
     assert read_guard(path) == result
     assert [p.name for p in tmp_path.iterdir()] == ['model.guard.json']    # no temporary left
     assert read_guard(tmp_path / 'missing.guard.json') is None
+    umask = os.umask(0o022)
+    try:
+        # Readable by the node's user, whoever wrote it (the umask decides, as for any file).
+        assert stat.S_IMODE(write_guard(result, path).stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)
 
 
 @pytest.mark.parametrize('text, message', [
@@ -203,7 +211,7 @@ def test_cli_writes_the_result_beside_the_cached_export(checkpoint, data, capsys
     out = capsys.readouterr().out
     assert code == 0, out
     stored = read_guard(load_exported(next(checkpoint.parent.glob(
-        'demo.export/*/model.fp32.onnx'))).guard_file)
+        'demo.export/*/model.fp32.onnx'))).guard_file('fp32'))
     assert stored.passed and stored.runtime == 'openvino' and stored.clip_frames == 10
     assert 'PASSED' in out and f'wrote {stored.candidate[:-5]}.guard.json' in out
 
@@ -214,7 +222,7 @@ def test_cli_exit_1_and_the_miss_for_the_broken_file(checkpoint, data, broken_in
     out = capsys.readouterr().out
     assert code == 1
     printed = GuardResult.from_json(out, 'stdout')
-    assert printed == read_guard(broken_int8.guard_file)
+    assert printed == read_guard(broken_int8.guard_file('int8'))
     assert not printed.passed and 'Success AUC dropped' in printed.reasons[0]
 
 

@@ -74,7 +74,8 @@ def test_onnx_outputs_equal_pytorch(small, targets):
 def test_metadata_describes_the_model_and_checkpoint(small):
     model, checkpoint, exported = small
     assert exported.template == exported.search.with_name('small.template.onnx')
-    assert exported.guard_file == exported.search.with_name('small.guard.json')
+    assert exported.guard_file('fp32') == exported.search.with_name('small.guard.json')
+    assert exported.guard_file('bf16') == exported.search.with_name('small.bf16.guard.json')
     loaded = load_exported(exported.search)
     assert loaded == exported
     meta = read_metadata(exported.search)

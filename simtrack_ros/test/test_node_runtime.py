@@ -1,6 +1,7 @@
 """The node with the runtime parameter: OpenVINO in a real node process, .onnx weights, errors."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 import shutil
@@ -20,6 +21,7 @@ from simtrack_ros.evaluation.accuracy_guard import GuardResult, write_guard
 from simtrack_ros.export.cache import cached_export
 from simtrack_ros.export.onnx_export import ExportedModel
 from simtrack_ros.ros import parameters
+from simtrack_ros.ros.tracker_node import accuracy_guard_report
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / 'weights' / 'demo_small.pth'
 #: A node process starts, loads the model and compiles both graphs within this (loaded host).
@@ -33,12 +35,25 @@ def cached(tmp_path_factory) -> Tuple[Path, ExportedModel]:
     return checkpoint, cached_export(checkpoint, 'fp32')
 
 
-def _passed_guard(exported: ExportedModel) -> GuardResult:
+def _passed_guard(exported: ExportedModel, precision: str = 'fp32') -> GuardResult:
     return GuardResult(
-        candidate=str(exported.search), reference='small torch fp32', precision='fp32',
+        candidate=str(exported.search), reference='small torch fp32', precision=precision,
         runtime='openvino', auc_reference=0.612, auc_candidate=0.612, auc_drop=0.0,
         max_box_error_px=2e-4, mean_box_error_px=1e-4, sequences=['sea_000'], frames=40,
         passed=True, reasons=[], clip_frames=40)
+
+
+def test_bf16_and_fp32_verdicts_of_one_file_are_kept_apart(cached, tmp_path):
+    exported = dataclasses.replace(cached[1], search=tmp_path / 'model.fp32.onnx')
+    assert accuracy_guard_report(exported, 'bf16')[0] is False          # unchecked
+    write_guard(_passed_guard(exported, 'bf16'), exported.guard_file('bf16'))
+    missed = dataclasses.replace(_passed_guard(exported), passed=False, reasons=['worse'])
+    write_guard(missed, exported.guard_file('fp32'))                      # does not replace it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'model.fp32.bf16.guard.json', 'model.fp32.guard.json']
+    passed, line = accuracy_guard_report(exported, 'bf16')
+    assert passed and str(exported.guard_file('bf16')) in line, line
+    assert accuracy_guard_report(exported, 'fp32')[0] is False
 
 
 def _published_until(ros, publisher, received, msg, timeout: float) -> bool:
@@ -54,7 +69,7 @@ def _published_until(ros, publisher, received, msg, timeout: float) -> bool:
 
 def test_node_process_tracks_with_runtime_openvino(ros, cached, tmp_path):
     checkpoint, exported = cached
-    write_guard(_passed_guard(exported), exported.guard_file)
+    write_guard(_passed_guard(exported), exported.guard_file('fp32'))
     stamp = exported.search.stat().st_mtime_ns
     namespace = f'/runtime{os.getpid()}'
     log = tmp_path / 'node.log'

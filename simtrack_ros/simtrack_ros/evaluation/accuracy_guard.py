@@ -17,8 +17,9 @@ candidate passes when
   pixels from fp32 by design); its box errors are still reported.
 
 Otherwise :attr:`GuardResult.reasons` says which limit it missed and by how much. The result is
-stored as JSON beside the exported search graph (``<name>.guard.json``,
-``ExportedModel.guard_file``) and read back by the node at start-up (:func:`read_guard`).
+stored as JSON beside the exported search graph (``<name>.guard.json``, or
+``<name>.<precision>.guard.json`` for a precision the file does not hold, e.g. bf16 on an fp32
+file: ``ExportedModel.guard_file``) and read back by the node at start-up (:func:`read_guard`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 import json
 import os
 from pathlib import Path
-import tempfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -35,6 +35,7 @@ import numpy as np
 from simtrack_ros.data.sequences import read_sequence, Sequence as DataSequence
 from simtrack_ros.evaluation.ope import SequenceResult, summarize
 from simtrack_ros.evaluation.runner import first_box, run_simtrack
+from simtrack_ros.export.metadata import temporary_sibling
 from simtrack_ros.tracking.tracker import Tracker
 
 #: Largest accepted drop of the success AUC (0..1 scale): 1 point.
@@ -169,13 +170,14 @@ class GuardResult:
 def write_guard(result: GuardResult, path: Union[str, Path]) -> Path:
     """Write ``result`` to ``path`` atomically (temporary file and rename); return the path."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    # A unique sibling made by open(), not mkstemp (0600): the node may run as another user.
+    temporary = temporary_sibling(path)
     try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
+        with open(temporary, 'x', encoding='utf-8') as stream:
             stream.write(result.to_json() + '\n')
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
 

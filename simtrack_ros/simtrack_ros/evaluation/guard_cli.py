@@ -80,7 +80,7 @@ def _candidate(args: argparse.Namespace, model, checkpoint: Path) -> Tracker:
 def _result_path(candidate: Tracker, checkpoint: Path) -> Path:
     guard_file = getattr(candidate.model, 'guard_file', None)
     if guard_file is not None:
-        return guard_file
+        return guard_file(candidate.engine.precision)
     return checkpoint.with_name(
         f'{checkpoint.stem}.torch-{candidate.engine.precision}.guard.json')
 

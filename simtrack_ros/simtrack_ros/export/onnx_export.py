@@ -55,9 +55,15 @@ def template_path(search_path: PathLike) -> Path:
     return search_file(search_path).with_suffix(TEMPLATE_SUFFIX)
 
 
-def guard_path(search_path: PathLike) -> Path:
-    """Return where the accuracy guard's result for a search graph is: ``<name>.guard.json``."""
-    return search_file(search_path).with_suffix(GUARD_SUFFIX)
+def guard_path(search_path: PathLike, precision: Optional[str] = None) -> Path:
+    """Return where the accuracy guard's result for a search graph is.
+
+    ``<name>.guard.json`` for the precision the file holds (``precision`` None), else
+    ``<name>.<precision>.guard.json`` (bf16 on an fp32 file): each verdict has its own file.
+    """
+    search = search_file(search_path)
+    suffix = GUARD_SUFFIX if precision is None else f'.{precision}{GUARD_SUFFIX}'
+    return search.with_suffix(suffix)
 
 
 def search_file(path: PathLike) -> Path:
@@ -131,10 +137,14 @@ class ExportedModel:
         """What the search graph holds: 'fp32', 'int8-dynamic' or 'int8-static'."""
         return self.metadata.precision
 
-    @property
-    def guard_file(self) -> Path:
-        """Where the accuracy guard's result for this search graph is stored."""
-        return guard_path(self.search)
+    def guard_file(self, precision: str) -> Path:
+        """Where the accuracy guard's result for this search graph run at ``precision`` is.
+
+        ``<name>.guard.json`` when ``precision`` is the one the file holds (fp32 for an fp32
+        file, int8 for an int8 one), else ``<name>.<precision>.guard.json``.
+        """
+        holds = 'fp32' if self.precision == 'fp32' else 'int8'
+        return guard_path(self.search, None if precision == holds else precision)
 
 
 class SearchGraph(nn.Module):

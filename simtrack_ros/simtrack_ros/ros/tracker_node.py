@@ -353,13 +353,13 @@ class TrackerNode(LifecycleNode):
 def accuracy_guard_report(model: Any, precision: str) -> Optional[Tuple[bool, str]]:
     """Say what the accuracy guard found for the exported file the engine runs.
 
-    Returns (whether that is fine, one line): the stored result (``<name>.guard.json``,
-    :mod:`simtrack_ros.evaluation.accuracy_guard`) when it is for this precision, else that
+    Returns (whether that is fine, one line): the stored result for this precision
+    (``ExportedModel.guard_file``, :mod:`simtrack_ros.evaluation.accuracy_guard`), else that
     fp32 needs none or that a reduced precision is unchecked; None for a PyTorch model.
     """
-    guard_file = getattr(model, 'guard_file', None)
-    if guard_file is None:
+    if getattr(model, 'guard_file', None) is None:
         return None
+    guard_file = model.guard_file(precision)
     from simtrack_ros.evaluation.accuracy_guard import read_guard
     try:
         result = read_guard(guard_file)
