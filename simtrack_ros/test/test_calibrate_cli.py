@@ -33,7 +33,8 @@ def test_fits_and_writes_a_calibrated_checkpoint(dataset, tmp_path, capsys):
     out = tmp_path / 'calibrated.pth'
     assert main([str(dataset), '--weights', str(_weights(tmp_path)), '--out', str(out),
                  '--search-factor', '3', '--no-progress']) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert f'on 2 sequences in {dataset}/calib (search factor 3)' in printed
     assert '14 frames;' in printed and 'macro F1' in printed
     model, report = load_checkpoint(out)
@@ -44,6 +45,18 @@ def test_fits_and_writes_a_calibrated_checkpoint(dataset, tmp_path, capsys):
     assert (fit['sequences'], fit['frames'], fit['search_factor']) == (2, 14, 3.0)
     summary = json.loads(out.with_name('calibrated.pth.calibration.json').read_text())
     assert set(summary['f1_calibrated']) == set(model.class_names)
+    # 14 frames show no class 10 times each way: none is fitted, each keeps the head's value.
+    assert summary['head_only'] == list(model.class_names)
+    assert "keep the head's own probability" in captured.err
+    assert 'motion_blur' in captured.err.split('warning:')[1]
+    assert summary['f1_calibrated'] == summary['f1_head']
+
+
+def test_an_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / 'empty').mkdir()
+    assert main([str(tmp_path / 'empty'), '--weights', str(_weights(tmp_path)), '--out',
+                 str(tmp_path / 'o.pth'), '--no-progress']) == 2
+    assert 'no sequences found' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('change, message', [

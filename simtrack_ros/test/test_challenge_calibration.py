@@ -10,7 +10,7 @@ import torch
 from simtrack_ros.challenges import CHALLENGE_NAMES
 from simtrack_ros.model import build_model, get_config, load_checkpoint, save_checkpoint
 from simtrack_ros.model.challenge_calibration import (
-    ChallengeCalibration, fitted_by_logistic_regression)
+    ChallengeCalibration, fitted_by_logistic_regression, head_only_classes)
 from simtrack_ros.tracking import EngineOptions, Tracker, TrackerOptions
 from simtrack_ros.tracking.challenge_cues import (
     box_luma, CUE_NAMES, measure_cues, reference_of)
@@ -115,6 +115,21 @@ def test_fit_learns_a_threshold_rule_and_ignores_unknown_labels():
     predicted = cal.probabilities(inputs[:, :C], inputs[:, C:]) >= 0.5
     accuracy = (predicted == (labels > 0.5)).mean(axis=0)
     assert accuracy.min() > 0.97, accuracy
+
+
+def test_a_class_without_examples_keeps_the_head_probability():
+    rng = np.random.default_rng(4)
+    inputs = rng.normal(size=(500, C + F))
+    labels = (inputs[:, C:C + 1] > 0.0).astype(float).repeat(C, axis=1)
+    labels[:, 2] = 0.0                                                    # never seen
+    known = np.ones_like(labels, bool)
+    known[5:, 3] = False                                                  # judged 5 times only
+    assert head_only_classes(labels, known) == [2, 3]
+    cal = fitted_by_logistic_regression(CHALLENGE_NAMES, CUE_NAMES, inputs, labels, known)
+    probabilities = cal.probabilities(inputs[:, :C], inputs[:, C:])
+    head = 1.0 / (1.0 + np.exp(-inputs[:, :C]))
+    np.testing.assert_allclose(probabilities[:, [2, 3]], head[:, [2, 3]], rtol=1e-5)
+    assert ((probabilities[:, 0] >= 0.5) == (labels[:, 0] > 0.5)).mean() > 0.97
 
 
 # ------------------------------------------------------------------ storage and tracker

@@ -6,19 +6,23 @@ and its change since the first frame, its motion, the image border). :class:`Cha
 is one logistic regression per class over both: the inputs ``[logits, cues]`` are standardised
 (``(x - mean) / scale``), then ``p = sigmoid(weight @ x + bias)``. It is fitted on sequences the
 head was not trained on (``simtrack-calibrate``) and stored in the checkpoint beside the model
-(key ``challenge_calibration``) and in exported files' metadata.
+(key ``challenge_calibration``) and in exported files' metadata. A class with too few labelled
+examples of either kind in the fitting data keeps the head's own probability (its row passes
+its logit through unchanged) rather than a fit that would switch it off.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
 
 #: Default L2 penalty of :func:`fitted_by_logistic_regression` (``simtrack-calibrate --l2``).
 DEFAULT_L2 = 1e-5
+#: Fewest judged frames with and without a class that its fit needs (:func:`head_only_classes`).
+MIN_EXAMPLES = 10
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,24 @@ class ChallengeCalibration:
         return cls(**names, **arrays)
 
 
+def head_only_classes(labels: np.ndarray, known: np.ndarray,
+                      min_examples: int = MIN_EXAMPLES) -> List[int]:
+    """Return the classes with fewer than ``min_examples`` judged positive or negative frames."""
+    judged = np.asarray(known, bool)
+    positive = (np.nan_to_num(labels) > 0.5) & judged
+    counts = np.minimum(positive.sum(axis=0), (judged & ~positive).sum(axis=0))
+    return [int(c) for c in np.flatnonzero(counts < min_examples)]
+
+
 def fitted_by_logistic_regression(class_names: Sequence[str], cue_names: Sequence[str],
                                   inputs: np.ndarray, labels: np.ndarray, known: np.ndarray,
-                                  l2: float = DEFAULT_L2, iterations: int = 500
-                                  ) -> ChallengeCalibration:
-    """Fit the calibration on N x (C + F) ``inputs`` with 0/1 ``labels`` (N x C).
+                                  l2: float = DEFAULT_L2, iterations: int = 500,
+                                  min_examples: int = MIN_EXAMPLES) -> ChallengeCalibration:
+    """Fit the calibration on N x (C + F) ``inputs`` (logits first) with 0/1 ``labels`` (N x C).
 
     ``known`` (N x C bool) masks the labels that count. Minimises the mean masked binary cross
-    entropy plus ``l2`` times the squared weights, by L-BFGS on standardised inputs.
+    entropy plus ``l2`` times the squared weights, by L-BFGS on standardised inputs. The
+    :func:`head_only_classes` keep the head's probability: their row returns their own logit.
     """
     inputs = np.asarray(inputs, np.float64)
     mean, scale = inputs.mean(axis=0), inputs.std(axis=0)
@@ -135,8 +149,15 @@ def fitted_by_logistic_regression(class_names: Sequence[str], cue_names: Sequenc
     optimizer.step(closure)
     if not math.isfinite(float(closure().detach())):
         raise ValueError('challenge calibration fit diverged')
-    return ChallengeCalibration(tuple(class_names), tuple(cue_names), mean, scale,
-                                weight.detach().numpy(), bias.detach().numpy())
+    weights, biases = weight.detach().numpy().copy(), bias.detach().numpy().copy()
+    for index in head_only_classes(labels, known, min_examples):
+        # scale * (logit - mean) / scale + mean: the logit itself.
+        weights[index] = 0.0
+        weights[index, index] = scale[index]
+        biases[index] = mean[index]
+    return ChallengeCalibration(tuple(class_names), tuple(cue_names), mean, scale, weights,
+                                biases)
 
 
-__all__ = ['ChallengeCalibration', 'DEFAULT_L2', 'fitted_by_logistic_regression']
+__all__ = ['ChallengeCalibration', 'DEFAULT_L2', 'MIN_EXAMPLES', 'fitted_by_logistic_regression',
+           'head_only_classes']

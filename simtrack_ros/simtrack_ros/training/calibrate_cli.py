@@ -25,7 +25,8 @@ from simtrack_ros.challenges import CHALLENGE_NAMES, single_label
 from simtrack_ros.data.sequences import list_sequences
 from simtrack_ros.evaluation.ope import SequenceResult
 from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
-from simtrack_ros.model.challenge_calibration import DEFAULT_L2, fitted_by_logistic_regression
+from simtrack_ros.model.challenge_calibration import (
+    DEFAULT_L2, fitted_by_logistic_regression, head_only_classes, MIN_EXAMPLES)
 from simtrack_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from simtrack_ros.tracking.challenge_cues import CUE_NAMES
 from simtrack_ros.tracking.tracker import TrackerOptions
@@ -122,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              'challenge head')
         split = args.split or (DEFAULT_SPLIT if (data / DEFAULT_SPLIT).is_dir() else None)
         sequences = list_sequences(data, split)
+        if not sequences:
+            raise ValueError(f'{data}: no sequences found (split {split!r})')
     except (OSError, ValueError) as error:
         print(f'simtrack-calibrate: {error}', file=sys.stderr)
         return 2
@@ -143,6 +146,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as error:
         print(f'simtrack-calibrate: {error}', file=sys.stderr)
         return 2
+    head_only = [names[c] for c in head_only_classes(labels, known)]
+    if head_only:
+        print(f'simtrack-calibrate: warning: fewer than {MIN_EXAMPLES} labelled frames with or '
+              f'without {", ".join(head_only)} in these sequences: not fitted, they keep the '
+              "head's own probability (calibrate on sequences that show them)", file=sys.stderr)
     head = 1.0 / (1.0 + np.exp(-inputs[:, :len(names)]))
     before = per_class_f1(head, labels, known, names)
     after = per_class_f1(calibration.probabilities(inputs[:, :len(names)],
@@ -154,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     model.challenge_calibration = calibration
     fit = {'data': where, 'sequences': len(sequences), 'frames': int(len(inputs)),
            'search_factor': args.search_factor, 'l2': args.l2, 'source': str(args.weights),
-           'f1_head': before, 'f1_calibrated': after}
+           'f1_head': before, 'f1_calibrated': after, 'head_only': head_only}
     save_checkpoint(model, out, metadata={**report.metadata, 'challenge_calibration_fit': fit})
     summary = out.with_name(out.name + '.calibration.json')
     summary.write_text(json.dumps({**fit, 'calibration': calibration.to_dict()}, indent=1))
