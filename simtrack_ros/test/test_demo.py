@@ -188,9 +188,26 @@ def test_demo_sets_the_tuned_search_factor_only_for_the_demo_weights(tmp_path):
     parser_options = demo._parse([])
     arguments = demo._parameter_args(parser_options, tmp_path)
     assert f'simtrack:search_factor:={demo_settings.DEMO_SEARCH_FACTOR}' in arguments
-    own = demo._parameter_args(demo._parse(['--weights', 'mine.pth']), tmp_path)
-    assert 'simtrack:weights:=mine.pth' in own
+    mine = tmp_path / 'mine.pth'
+    mine.write_bytes(b'weights')
+    own = demo._parameter_args(demo._parse(['--weights', str(mine)]), tmp_path)
+    assert f'simtrack:weights:={mine}' in own
     assert not any(a.startswith('simtrack:search_factor') for a in own)
+    # Given, the factor reaches the node with any weights (an export of the demo weights).
+    given = demo._parameter_args(
+        demo._parse(['--weights', str(mine), '--search-factor', '3']), tmp_path)
+    assert 'simtrack:search_factor:=3.0' in given
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--weights', '/nonexistent.pth'], '--weights /nonexistent.pth: no such file'),
+    (['--search-factor', '0.5'], '--search-factor: search_factor must be in [1.0, 10.0]'),
+    (['--device', 'tpu'], '--device: device'),
+])
+def test_demo_refuses_bad_options_before_starting(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo._parse(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ end to end

@@ -2,7 +2,7 @@
 
 Examples::
 
-    simtrack-export weights/simtrack_small.pth                  # fp32, into the export cache
+    simtrack-export simtrack_ros/weights/demo_small.pth         # fp32, into the export cache
     simtrack-export model.pth --precision int8-static --calibration-data data/synth/val
     simtrack-export sim-vit-b-16.pth --out b16.onnx --torchscript b16.pt --check
 

@@ -1,14 +1,15 @@
 """Out-of-the-box demo: the tracker follows vessels through held-out synthetic sea sequences.
 
     demo [--sequences 4] [--frames 150] [--duration S] [--out runs/demo] [--weights PATH]
-         [--device auto|cpu|cuda] [--width 640 --height 360] [--fps 30] [--seed 374]
-         [--min-auc 0.3] [--ros-args ...]
+         [--search-factor F] [--device auto|cpu|cuda] [--width 640 --height 360] [--fps 30]
+         [--seed 374] [--min-auc 0.3] [--ros-args ...]
 
 1. Writes ``--sequences`` maritime sequences with simtrack-synth's generator into a temporary
    folder: dataset seed ``--seed``, split 'test' (the demo weights were trained on seed 2026,
    so these sequences are held out), exact boxes and challenge labels per frame.
 2. Spins, in one process, the tracker node (``/simtrack``; the package's demo weights at
-   their tuned ``search_factor``, unless ``--weights``), the demo camera (``/demo_camera``)
+   their tuned ``search_factor``, unless ``--weights``; ``--search-factor`` sets it for any
+   weights), the demo camera (``/demo_camera``)
    publishing those frames as sensor_msgs/Image at ``--fps`` with each frame's true box, and a
    client. At the first frame of each sequence the client sets the target through
    ``/simtrack/set_target`` with that frame's true box and stamp (and stops the previous
@@ -47,7 +48,7 @@ from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.data.sequences import read_sequence
 from simtrack_ros.data.synthetic_dataset import SynthOptions
 from simtrack_ros.evaluation.ope import iou_xywh
-from simtrack_ros.ros import demo_report
+from simtrack_ros.ros import demo_report, parameters
 from simtrack_ros.ros.demo_camera import (DEMO_SEED, DEMO_SPLIT, DemoCameraNode,
                                           generate_sequences, parse_frame_key)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
@@ -309,7 +310,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                              '(default runs/demo)')
     parser.add_argument('--device', default='auto', help='auto (default), cpu, cuda or cuda:N')
     parser.add_argument('--weights', default='',
-                        help="SimTrack checkpoint; default: the package's demo weights")
+                        help='SimTrack checkpoint (.pth) or exported model (.onnx); default: '
+                             "the package's demo weights")
+    parser.add_argument('--search-factor', type=float, default=None,
+                        help='search crop side / target scale; default: '
+                             f'{DEMO_SEARCH_FACTOR:g} (tuned for the demo weights) with the demo '
+                             "weights, else the node's default (4, the official value)")
     parser.add_argument('--width', type=int, default=640, help='image width (default 640)')
     parser.add_argument('--height', type=int, default=360, help='image height (default 360)')
     parser.add_argument('--fps', type=float, default=30.0, help='camera rate (default 30)')
@@ -323,7 +329,22 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error('--sequences must be at least 1 and --frames at least 2')
     if options.fps <= 0 or (options.duration is not None and options.duration <= 0):
         parser.error('--duration and --fps must be positive')
+    if options.weights and not Path(options.weights).is_file():
+        parser.error(f'--weights {options.weights}: no such file')
+    # The node's own parameter checks, before anything starts.
+    given = {'device': options.device, 'search_factor': options.search_factor}
+    for name, value in given.items():
+        error = None if value is None else parameters.SPEC_BY_NAME[name].check(value)
+        if error is not None:
+            parser.error(f'--{name.replace("_", "-")}: {error}')
     return options
+
+
+def search_factor(options: argparse.Namespace) -> Optional[float]:
+    """Return the demo tracker's search factor: given, the demo weights', or None (default)."""
+    if options.search_factor is not None:
+        return options.search_factor
+    return None if options.weights else DEMO_SEARCH_FACTOR
 
 
 def _parameter_args(options: argparse.Namespace, sequences: Path) -> List[str]:
@@ -332,8 +353,8 @@ def _parameter_args(options: argparse.Namespace, sequences: Path) -> List[str]:
               'demo_camera:loop': 'false', 'demo_camera:fps': float(options.fps)}
     if options.weights:
         values['simtrack:weights'] = options.weights
-    else:
-        values['simtrack:search_factor'] = DEMO_SEARCH_FACTOR
+    if search_factor(options) is not None:
+        values['simtrack:search_factor'] = search_factor(options)
     return ['--ros-args', *(a for k, v in values.items() for a in ('-p', f'{k}:={v}')), '--']
 
 
@@ -348,15 +369,16 @@ def _generate(folder: Path, options: argparse.Namespace) -> Recording:
 
 def _weights_text(options: argparse.Namespace) -> str:
     """Print which weights the tracker runs; return that in short, for the pictures."""
+    factor = search_factor(options)
+    setting = '' if factor is None else f', search factor {factor:g}'
     if options.weights:
-        print(f'tracker weights: {options.weights} (--weights)', flush=True)
+        print(f'tracker weights: {options.weights} (--weights){setting}', flush=True)
         return f'weights {Path(options.weights).name}'
     demo = find_demo_weights()
     if demo is None:
-        print('tracker weights: RANDOM (the package has no demo weights)', flush=True)
+        print(f'tracker weights: RANDOM (the package has no demo weights){setting}', flush=True)
         return 'RANDOM weights'
-    print(f"tracker weights: {demo} (the package's demo weights), search factor "
-          f'{DEMO_SEARCH_FACTOR:g}', flush=True)
+    print(f"tracker weights: {demo} (the package's demo weights){setting}", flush=True)
     return f'demo weights {demo.name}'
 
 
