@@ -176,3 +176,8 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
     assert main([str(tmp_path / 'empty')]) == 2
     assert main([str(tmp_path), '--sources', 'oracle']) == 2
+    capsys.readouterr()
+    assert main([str(tmp_path), '--sources', 'dataset,cv,vlm']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('simtrack-annotate: error: --sources vlm needs an endpoint')
+    assert '--vlm-url' in err and '--vlm-model' in err and err.count('\n') == 1

@@ -272,8 +272,15 @@ def test_command_line_writes_a_small_dataset(tmp_path):
     for sequence in sequences:
         assert len(read_annotations(sequence.path / ANNOTATION_FILE).records) == 10
         assert sequence.frame(9).shape == (96, 160, 3)
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 1 and 'not empty' in again.stderr
+    again = subprocess.run(command[:-1], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and again.stderr.count('\n') == 1, again.stderr
+    assert again.stderr.startswith(f'simtrack-synth: error: {output} already holds a dataset')
+    assert 'another folder' in again.stderr and again.stdout == ''
+    for counts in (['--splits', 'train=1,test=0'], ['--sequences', '0']):
+        empty = subprocess.run(command[:3] + [str(tmp_path / 'e')] + counts,
+                               capture_output=True, text=True, timeout=300)
+        assert empty.returncode == 2 and 'must be >= 1' in empty.stderr, empty.stderr
+        assert not (tmp_path / 'e').exists()
     bad = subprocess.run(command[:3] + [str(tmp_path / 'x'), '--challenges', 'bogus'],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown name 'bogus'" in bad.stderr

@@ -15,7 +15,8 @@ from simtrack_ros.challenges import CHALLENGE_NAMES, DEFAULT_PRIORITY
 from simtrack_ros.model import (build_model, CheckpointError, get_config, load_checkpoint,
                                 load_clip_weights, load_official_state_dict, save_checkpoint,
                                 SimTrack)
-from simtrack_ros.model.checkpoint import official_state_dict, Placeholder, read_checkpoint
+from simtrack_ros.model.checkpoint import (_short, official_state_dict, Placeholder,
+                                           read_checkpoint)
 from simtrack_ros.model.clip_vit import VisionTransformer
 from simtrack_ros.model.convert import main as convert_main
 
@@ -211,6 +212,36 @@ def test_bad_files_give_clear_errors(tmp_path: Path):
         load_checkpoint(future)
 
 
+def test_truncated_checkpoint_says_what_is_wrong_and_what_to_do(tmp_path: Path, capsys):
+    good = save_checkpoint(randomised(), tmp_path / 'good.pt')
+    data = good.read_bytes()
+    for cut in (100, len(data) // 2, len(data) - 10):
+        truncated = tmp_path / f'cut{cut}.pt'
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(truncated)
+        message = str(error.value)
+        assert message.startswith(f'checkpoint {truncated}: not a readable PyTorch file '
+                                  '(truncated or corrupt: the zip archive is incomplete); '
+                                  'copy or download it again [RuntimeError: ')
+        assert message.endswith(']') and '\n' not in message
+        assert 'miniz' not in message and 'likelihood' not in message
+    assert convert_main(['weights-only', str(truncated), str(tmp_path / 'out.pt')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('convert_checkpoint: error: checkpoint ') and err.count('\n') == 1
+    assert 'copy or download it again' in err and not (tmp_path / 'out.pt').exists()
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    with pytest.raises(CheckpointError, match=r'\(the file is empty\); copy or download'):
+        load_checkpoint(tmp_path / 'empty.pt')
+
+
+def test_long_exception_text_is_cut_between_words():
+    long = RuntimeError('first sentence: ' + 'word ' * 60 + 'end. Second sentence.')
+    short = _short(long)
+    assert short.startswith('RuntimeError: first sentence: word') and short.endswith(' word ...')
+    assert _short(ValueError('One. Two')) == 'ValueError: One'
+
+
 def _clip_state(seed: int = 0, width: int = 192) -> Dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     visual = VisionTransformer(224, 16, width, 4, 3, 128)
@@ -268,8 +299,14 @@ def test_convert_cli_round_trip(tmp_path: Path, capsys):
     assert list(restored) == list(original)
     assert all(torch.equal(restored[k], original[k]) for k in original)
     assert not any(k.startswith(CLASS_PREFIXES) for k in restored)
-    assert convert_main(['official-to-ours', str(tmp_path / 'missing.pth'), str(ours)]) == 1
-    assert 'no such file' in capsys.readouterr().err
+    assert convert_main(['official-to-ours', str(tmp_path / 'missing.pth'), str(ours)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('convert_checkpoint: error: checkpoint ') and 'no such file' in err
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    assert convert_main(['ours-to-official', str(ours), str(blocked / 'x.pth')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('convert_checkpoint: error: ') and err.count('\n') == 1
 
 
 def test_convert_to_official_warns_about_what_it_loses(tmp_path: Path, capsys):

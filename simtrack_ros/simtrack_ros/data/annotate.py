@@ -299,6 +299,9 @@ def _options(args: argparse.Namespace) -> AnnotateOptions:
                         json_mode=not args.vlm_no_json_mode)
         if 'vlm' not in sources:
             sources += ('vlm',)
+    elif 'vlm' in sources:
+        raise ValueError('--sources vlm needs an endpoint: pass --vlm-url URL and --vlm-model '
+                         'NAME (an OpenAI-compatible server, e.g. http://localhost:8000/v1)')
     cv = replace(CvOptions(), **{name[3:]: value for name, value in vars(args).items()
                                  if name.startswith('cv_')})
     return AnnotateOptions(sources=sources, every=args.every, output=args.output, cv=cv,

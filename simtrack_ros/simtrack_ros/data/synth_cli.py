@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.challenges import CHALLENGE_NAMES
 from simtrack_ros.data.synthetic_contact_sheet import write_contact_sheet
-from simtrack_ros.data.synthetic_dataset import generate_dataset, parse_splits, SynthOptions
+from simtrack_ros.data.synthetic_dataset import (
+    generate_dataset, parse_splits, sequence_names, SynthOptions)
 from simtrack_ros.data.synthetic_plan import parse_mix, VARIANTS
 
 
@@ -28,6 +30,18 @@ def _size(text: str) -> Tuple[int, int]:
         return int(width), int(height)
     except ValueError:
         raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
+
+
+def _occupied(root: Path, counts: Dict[str, int]) -> Optional[Path]:
+    """Return the first path this run would write that is taken (a file, a non-empty folder)."""
+    if root.exists() and not root.is_dir():
+        return root
+    for split, count in counts.items():
+        folder = root / split if split else root
+        for path in (folder / name for name in sequence_names(split, count)):
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                return path
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,13 +100,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.output:
         parser.error('OUTPUT is required (or --contact-sheet / --list-challenges)')
     try:
-        counts = parse_splits(args.splits) if args.splits else {'': args.sequences or 20}
+        counts = (parse_splits(args.splits) if args.splits
+                  else {'': 20 if args.sequences is None else args.sequences})
         options = SynthOptions(width=args.size[0], height=args.size[1], frames=args.frames,
                                fps=args.fps, mix=parse_mix(args.challenges),
                                max_challenges=args.max_challenges, image_format=args.format,
                                quality=args.quality)
     except ValueError as exc:
         parser.error(str(exc))
+    empty = [f'{split}={count}' if split else str(count)
+             for split, count in counts.items() if count < 1]
+    if empty:
+        parser.error(f'sequence counts must be >= 1, got {", ".join(empty)}')
+    taken = _occupied(Path(args.output), counts)
+    if taken is not None:
+        what = ('is a file, not a folder' if taken == Path(args.output)
+                else f'already holds a dataset ({taken} exists)')
+        print(f'simtrack-synth: error: {args.output} {what}; write to another folder, or remove '
+              'the old one first', file=sys.stderr)
+        return 2
     tune_allocator_for_images()
     started = time.monotonic()
     try:
@@ -100,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    workers=max(1, args.workers),
                                    progress=not args.no_progress)
     except (OSError, ValueError) as exc:
-        print(f'simtrack-synth: {exc}', file=sys.stderr)
+        newline = '' if args.no_progress else '\n'  # end a progress bar's line
+        print(f'{newline}simtrack-synth: error: {exc}', file=sys.stderr)
         return 1
     seconds = time.monotonic() - started
     frames = len(results) * options.frames

@@ -159,6 +159,11 @@ def _progress(total: int, unit: str) -> Callable[[], None]:
     return update
 
 
+def sequence_names(split: str, count: int) -> List[str]:
+    """Return a split's sequence folder names: ``synth_<split>_00001``, ... or ``synth_00001``."""
+    return [f'synth_{split}_{i + 1:05d}' if split else f'synth_{i + 1:05d}' for i in range(count)]
+
+
 def generate_dataset(root: Union[str, Path], counts: Mapping[str, int],
                      options: SynthOptions = SynthOptions(), seed: int = 0, workers: int = 1,
                      progress: bool = True) -> List[SequenceResult]:
@@ -175,8 +180,7 @@ def generate_dataset(root: Union[str, Path], counts: Mapping[str, int],
         if count < 0:
             raise ValueError(f'sequence count of {split or "the dataset"} must be >= 0')
         folder = root / split if split else root
-        names = [f'synth_{split}_{i + 1:05d}' if split else f'synth_{i + 1:05d}'
-                 for i in range(count)]
+        names = sequence_names(split, count)
         lists[folder] = names
         jobs += [(str(folder / name), sequence_seed(seed, split, i), options)
                  for i, name in enumerate(names)]

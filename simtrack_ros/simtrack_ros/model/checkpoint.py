@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 import pickle
 import pickletools
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import uuid
 import warnings
@@ -47,11 +48,18 @@ PathLike = Union[str, 'os.PathLike[str]']
 StateDict = Dict[str, torch.Tensor]
 
 
-def _short(exc: BaseException) -> str:
-    """Exception type and first informative line (torch's weights_only preamble skipped)."""
-    lines = [line for line in str(exc).splitlines()
+def _short(exc: BaseException, limit: int = 160) -> str:
+    """Exception type and the first sentence of its first informative line, cut between words.
+
+    torch's weights_only preamble is skipped; what follows the first sentence (e.g. miniz's
+    "This is an internal miniz error ...") is dropped.
+    """
+    lines = [line.strip() for line in str(exc).splitlines()
              if line.strip() and not line.startswith('Weights only load failed')]
-    return f'{type(exc).__name__}: {lines[0][:200] if lines else ""}'
+    text = re.split(r'(?<=[.!?])\s+(?=[A-Z])', lines[0])[0].rstrip('.') if lines else ''
+    if len(text) > limit:
+        text = text[:limit].rsplit(' ', 1)[0].rstrip(',;:') + ' ...'
+    return f'{type(exc).__name__}: {text}' if text else type(exc).__name__
 
 
 class Placeholder:
@@ -96,9 +104,29 @@ def _pickled_globals(path: PathLike) -> List[str]:
     return [str(arg).replace(' ', '.') for op, arg, _pos in ops if op.name == 'GLOBAL']
 
 
+def _damage(path: PathLike) -> str:
+    """Say what is wrong with a file that torch cannot read, judged from its bytes."""
+    try:
+        with open(path, 'rb') as stream:
+            head = stream.read(4)
+    except OSError as exc:
+        return f'cannot be read: {exc.strerror or exc}'
+    if not head:
+        return 'the file is empty'
+    if head == b'PK\x03\x04':
+        try:
+            whole = zipfile.is_zipfile(path)
+        except (zipfile.BadZipFile, OSError):  # a damaged end record
+            whole = False
+        return ('corrupt: a record in the zip archive is damaged' if whole
+                else 'truncated or corrupt: the zip archive is incomplete')
+    return 'truncated, corrupt or not written by torch.save'
+
+
 def _unreadable(path: PathLike, exc: BaseException) -> CheckpointError:
-    return CheckpointError(f'checkpoint {path}: not a readable PyTorch file (corrupt or '
-                           f'truncated?) [{_short(exc)}]')
+    """Return the error for a file torch cannot read: what is wrong, what to do, the cause."""
+    return CheckpointError(f'checkpoint {path}: not a readable PyTorch file ({_damage(path)}); '
+                           f'copy or download it again [{_short(exc)}]')
 
 
 def read_checkpoint(path: PathLike) -> Tuple[Any, List[str]]:

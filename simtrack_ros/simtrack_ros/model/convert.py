@@ -58,7 +58,7 @@ def official_export_warnings(model: SimTrack) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the converter; returns the exit status."""
+    """Run the converter; returns the exit status (2 for a bad input or output)."""
     args = build_parser().parse_args(argv)
     config = get_config(args.config) if args.config else None
     class_names = args.class_names.split(',') if args.class_names else None
@@ -72,9 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             for warning in official_export_warnings(model):
                 print(f'warning: {warning}', file=sys.stderr)
             path = save_official_state_dict(model, args.output)
-    except (CheckpointError, ValueError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
+    except (CheckpointError, ValueError, OSError) as exc:
+        print(f'convert_checkpoint: error: {exc}', file=sys.stderr)
+        return 2
     print(f'wrote {path} (config {model.config.name}, trained heads: '
           f'{", ".join(sorted(model.trained_heads)) or "none"})')
     return 0
