@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+import subprocess
 
+from ament_index_python.packages import get_package_prefix
 from diagnostic_msgs.msg import DiagnosticStatus
 from node_helpers import frame, image, set_target_request, TrackerUnderTest
 import numpy as np
@@ -16,6 +18,7 @@ import yaml
 from simtrack_ros.challenges import CHALLENGE_NAMES, UNKNOWN_ID
 from simtrack_ros.model import build_model, save_checkpoint
 from simtrack_ros.ros import parameters
+from simtrack_ros.ros.node_process import help_requested
 from simtrack_ros.ros.tracker_node import TrackerNode
 
 
@@ -192,3 +195,21 @@ def test_crop_on_device_rejects_other_values(ros):
     node = TrackerUnderTest(ros, crop_on_device='yes')
     assert node.node._tracker is None
     assert 'crop_on_device must be one of auto' in node.node._load_error
+
+
+@pytest.mark.parametrize('program', ['tracker_node', 'demo_camera'])
+def test_help_prints_the_usage_and_starts_nothing(program):
+    """``--help`` answers at once (exit 0) instead of loading a model or publishing."""
+    executable = Path(get_package_prefix('simtrack_ros')) / 'lib' / 'simtrack_ros' / program
+    result = subprocess.run([str(executable), '--help'], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f'usage: ros2 run simtrack_ros {program}'), result.stdout
+    assert ('search_factor (default 4.0)' in result.stdout) == (program == 'tracker_node')
+    assert 'configured' not in result.stdout + result.stderr
+
+
+def test_help_only_counts_outside_the_ros_arguments():
+    assert help_requested(['tracker_node', '-h'])
+    assert help_requested(['tracker_node', '--ros-args', '-p', 'a:=1', '--', '--help'])
+    assert not help_requested(['tracker_node', '--ros-args', '-p', 'help:=--help'])

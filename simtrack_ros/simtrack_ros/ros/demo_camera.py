@@ -39,7 +39,7 @@ from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.data import sequences as sequence_io
 from simtrack_ros.data.synthetic_dataset import generate_dataset, SequenceResult, SynthOptions
 from simtrack_ros.data.synthetic_sea import BoxXYWH, render_sea_frame
-from simtrack_ros.ros.node_process import NodeProcess
+from simtrack_ros.ros.node_process import help_requested, NodeProcess
 
 #: ``Detection2D.id`` and class of the ground-truth box of the sea scene.
 GROUND_TRUTH_ID = 'ground_truth'
@@ -244,6 +244,11 @@ class DemoCameraNode(Node):
 
 def main(args: Optional[List[str]] = None) -> None:
     """Run the demo camera on its own until SIGINT or SIGTERM (console script ``demo_camera``)."""
+    if help_requested(args):
+        print('usage: ros2 run simtrack_ros demo_camera [--ros-args -p NAME:=VALUE ...]\n\n'
+              f'{__doc__.strip()}\n\nParameters: width, height, fps, seed, sequences, '
+              'generate, loop, frame_id (ros2 param describe /demo_camera NAME).')
+        return
     with NodeProcess('demo_camera', args) as process:
         tune_allocator_for_images()
         process.add(DemoCameraNode(context=process.context))

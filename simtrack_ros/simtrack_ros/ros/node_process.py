@@ -23,6 +23,7 @@ time (measured with rclpy 9.1 at 500 Hz; a 30 Hz camera reached the tracker at 1
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Callable, List, Optional, Sequence, TypeVar
@@ -33,6 +34,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
 
 N = TypeVar('N', bound=Node)
 R = TypeVar('R')
@@ -40,6 +42,15 @@ R = TypeVar('R')
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Longest time the main thread waits in rclpy before it looks for a stop signal.
 SPIN_SLICE_S = 0.1
+
+
+def help_requested(args: Optional[Sequence[str]] = None) -> bool:
+    """Return whether the command line (``None``: ``sys.argv``) asks for ``-h``/``--help``.
+
+    Only arguments outside ``--ros-args ... --`` count, so a node's own help does not start it.
+    """
+    argv = sys.argv if args is None else list(args)
+    return any(a in ('-h', '--help') for a in remove_ros_args(argv)[1:])
 
 
 class NodeProcess:

@@ -12,6 +12,7 @@ of the source image. Services: see :mod:`.node_services`.
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import warnings
@@ -28,7 +29,7 @@ from simtrack_ros.ros.image_input import ImageInput
 from simtrack_ros.ros.inference_worker import InferenceWorker
 from simtrack_ros.ros.model_loading import load_model
 from simtrack_ros.ros.node_diagnostics import DiagnosticsPublisher, NodeState, NodeStats
-from simtrack_ros.ros.node_process import NodeProcess
+from simtrack_ros.ros.node_process import help_requested, NodeProcess
 from simtrack_ros.ros.node_services import TargetServices
 from simtrack_ros.ros.result_publisher import ResultPublisher
 from simtrack_ros.ros.stamps import format_stamp
@@ -374,6 +375,20 @@ def accuracy_guard_report(model: Any, precision: str) -> Optional[Tuple[bool, st
                    f'fp32{stored}; run simtrack-guard on held-out sequences')
 
 
+def usage() -> str:
+    """Return ``tracker_node --help``: how to run it, and its parameters with their defaults."""
+    lines = ['usage: ros2 run simtrack_ros tracker_node [--ros-args -p NAME:=VALUE ... '
+             '-r image:=/camera/image_raw]', '', __doc__.split('\n\n')[0], '',
+             'Set a target with the ~/set_target service (README: Topics, services and '
+             'parameters).', '', 'parameters (ros2 param describe <node> NAME; read-only ones '
+             'are read at configure):']
+    for spec in parameters.SPECS:
+        lines.append(f'  {spec.name} (default {spec.default!r})')
+        lines += textwrap.wrap(spec.description, 96, initial_indent=' ' * 6,
+                               subsequent_indent=' ' * 6)
+    return '\n'.join(lines)
+
+
 def main(args: Optional[List[str]] = None) -> None:
     """Run the tracker node until SIGINT or SIGTERM (console script ``tracker_node``).
 
@@ -383,6 +398,9 @@ def main(args: Optional[List[str]] = None) -> None:
     inference runs. The callback groups still let the node run correctly under a
     multi-threaded executor.
     """
+    if help_requested(args):
+        print(usage())
+        return
     with NodeProcess('tracker_node', args) as process:
         allocator = tune_allocator_for_images()
         node = process.add(TrackerNode(context=process.context))
