@@ -190,3 +190,52 @@ def test_cli_names_the_tracker_and_sequence_that_failed(dataset, weights, tmp_pa
 def test_cli_reports_bad_arguments(dataset, tmp_path, capsys, arguments, message):
     assert main([str(dataset), '--out', str(tmp_path), *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def _exported(weights: Path) -> Path:
+    from simtrack_ros.export.cache import cached_export
+    return cached_export(weights, 'fp32', progress=lambda line: None).search
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['--precision', 'int8'], "precision 'int8' needs an exported runtime"),
+    (['--runtime', 'onnxruntime', '--precision', 'bf16'], 'ONNX Runtime has no bf16 mode'),
+    (['--runtime', 'torch', '--exported'], "is an exported model: runtime 'torch' needs"),
+])
+def test_cli_refuses_an_engine_it_cannot_run_before_the_run(dataset, weights, tmp_path, capsys,
+                                                            arguments, message):
+    """Exit 2 and one error line before any sequence runs (no progress bar, no traceback)."""
+    if arguments[-1] == '--exported':
+        arguments = [*arguments[:-1], '--weights', str(_exported(weights))]
+    else:
+        arguments = [*arguments, '--weights', str(weights)]
+    out = tmp_path / 'out'
+    assert main([str(dataset), *arguments, '--device', 'cpu', '--baselines', 'none',
+                 '--out', str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith('simtrack-eval: error: ') and message in error
+    assert len(error.strip().splitlines()) == 1 and 'evaluating' not in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('split', [None, 'test'])
+def test_cli_refuses_a_folder_without_sequences(weights, tmp_path, capsys, split):
+    data = tmp_path / 'empty'
+    (data / (split or '')).mkdir(parents=True)
+    out = tmp_path / 'out'
+    assert main([str(data), '--weights', str(weights), '--baselines', 'none',
+                 '--out', str(out), '--no-progress']) == 2
+    where = f'split {split!r}' if split else 'no split'
+    assert f'simtrack-eval: error: {data}: no sequences found ({where}' \
+        in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_with_baselines_none_says_nothing_about_baselines(dataset, weights, tmp_path,
+                                                              capsys):
+    out = tmp_path / 'out'
+    assert main([str(dataset), '--weights', str(weights), '--baselines', 'none',
+                 '--out', str(out), '--no-progress']) == 0
+    printed = capsys.readouterr().out.replace(str(tmp_path), 'TMP')  # its name has 'baselines'
+    assert 'baseline' not in printed and 'trackers: simtrack;' in printed
+    assert json.loads((out / 'results.json').read_text())['skipped_baselines'] == {}

@@ -2,8 +2,11 @@
 
 Prints the tracker table, per-attribute AUC and the challenge classifier's metrics; writes
 ``results.json`` and the plots (success, precision, attributes, confusion) to ``--out``.
-Exit status 0 on success, 1 when a tracker fails on a sequence (a crash, an unreadable frame),
-2 for bad arguments or data found before the run.
+SimTrack's tracker is built once before the run, as a worker builds it (an exported runtime
+exports a .pth once into the cache beside it), so a runtime, precision or device it cannot run
+with is refused up front. Exit status 0 on success, 1 when a tracker fails on a sequence (a
+crash, an unreadable frame), 2 for bad arguments or data found before the run (one line
+``simtrack-eval: error: ...`` on stderr).
 """
 from __future__ import annotations
 
@@ -22,8 +25,7 @@ from simtrack_ros.evaluation.baselines import parse_baselines, unavailable_basel
 from simtrack_ros.evaluation.ope import summarize
 from simtrack_ros.evaluation.plots import write_plots
 from simtrack_ros.evaluation.report import console_report, write_json
-from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
-from simtrack_ros.export.weights_file import load_weights
+from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, simtrack_tracker, TrackerSpec
 from simtrack_ros.tracking.precision_policy import PRECISION_NAMES, RUNTIME_NAMES
 from simtrack_ros.tracking.tracker import TrackerOptions
 
@@ -70,18 +72,44 @@ def _split(data: Path, split: Optional[str]) -> Optional[str]:
     return split
 
 
+def _error(message: str) -> int:
+    """Print ``message`` as a bad-argument error and return exit status 2."""
+    print(f'simtrack-eval: error: {message}', file=sys.stderr)
+    return 2
+
+
+def _sequences(data: Path, split: Optional[str]) -> List[Path]:
+    """Sequence folders of ``data`` (``split``); ValueError when there are none."""
+    sequences = list_sequences(data, split)
+    if not sequences:
+        where = f'split {split!r}' if split else 'no split: sequence folders directly in it'
+        raise ValueError(f'{data}: no sequences found ({where})')
+    return sequences
+
+
+def _check_simtrack(spec: TrackerSpec) -> None:
+    """Build SimTrack's tracker as the workers will and print it; raise if it cannot run.
+
+    The runner keeps it (one tracker per process), so a one-worker run does not build it
+    again; an export made for it is cached beside the checkpoint for the workers.
+    """
+    tracker = simtrack_tracker(spec)
+    model, engine = tracker.model, tracker.engine
+    print(f'weights: {spec.weights} ({model.config.name}; heads: '
+          f'{", ".join(sorted(model.trained_heads)) or "none trained"}); {engine.describe()} '
+          f'({engine.choice.reason}); search factor {spec.search_factor:g}')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s: %(message)s')
     if args.workers < 1:
-        print('simtrack-eval: --workers must be >= 1', file=sys.stderr)
-        return 2
+        return _error(f'--workers must be >= 1, got {args.workers}')
     data = Path(args.data)
     try:
         TrackerOptions(search_factor=args.search_factor)
     except ValueError as error:
-        print(f'simtrack-eval: --search-factor: {error}', file=sys.stderr)
-        return 2
+        return _error(f'--search-factor: {error}')
     split = _split(data, args.split)
     device = args.device
     if device == 'auto':
@@ -90,22 +118,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         baselines = parse_baselines(args.baselines)
         if args.weights:
-            model = load_weights(args.weights)
-            print(f'weights: {args.weights} ({model.config.name}; heads: '
-                  f'{", ".join(sorted(model.trained_heads)) or "none trained"}); runtime '
-                  f'{args.runtime}, precision {args.precision}, search factor '
-                  f'{args.search_factor:g}')
             specs.append(TrackerSpec(SIMTRACK, args.weights, device, args.precision,
                                      args.runtime, args.search_factor))
         specs += [TrackerSpec(name) for name in baselines]
         if not specs:
             raise ValueError('nothing to evaluate: give --weights and/or --baselines')
-        sequences = list_sequences(data, split)
-    except (OSError, ValueError) as error:
-        print(f'simtrack-eval: {error}', file=sys.stderr)
-        return 2
+        sequences = _sequences(data, split)
+        if args.weights:
+            _check_simtrack(specs[0])
+    except (OSError, ValueError, ImportError) as error:
+        return _error(str(error))
+    except RuntimeError as error:  # e.g. --device cuda without CUDA
+        return _error(f'{SIMTRACK}: {error}')
+    # Only 'all' leaves baselines out; a list names its baselines (a missing one is an error).
+    left_out = unavailable_baselines() if args.baselines.strip().lower() == 'all' else {}
     skipped: Dict[str, List[str]] = {}
-    for name, reason in unavailable_baselines().items():
+    for name, reason in left_out.items():
         skipped.setdefault(reason, []).append(name)
     for reason, names in skipped.items():
         print(f'baselines skipped: {", ".join(names)}: {reason}')
@@ -128,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         'search_factor': args.search_factor,
         'workers': args.workers, 'opencv': cv2.__version__, 'torch': torch.__version__,
         'sequences': [path.name for path in sequences],
-        'skipped_baselines': unavailable_baselines(),
+        'skipped_baselines': left_out,
         'trackers': summaries,
     }
     written = [write_json(payload, out / 'results.json'), *write_plots(summaries, out).values()]
