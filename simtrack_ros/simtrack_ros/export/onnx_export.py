@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+import logging
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -187,14 +188,22 @@ def example_inputs(config: SimTrackConfig, graph: str, targets: int = 2, seed: i
 def _export_graph(module: nn.Module, inputs: Dict[str, torch.Tensor], outputs: Sequence[str],
                   opset: int) -> onnx.ModelProto:
     targets = torch.export.Dim(TARGETS_DIM, min=1, max=MAX_TARGETS)
-    with warnings.catch_warnings(), torch.no_grad():
-        # The exporter warns about deprecated pytree specs and shared axis names; not ours.
-        warnings.simplefilter('ignore', FutureWarning)
-        warnings.simplefilter('ignore', UserWarning)
-        program = torch.onnx.export(
-            module, tuple(inputs.values()), None, dynamo=True, opset_version=opset,
-            input_names=list(inputs), output_names=list(outputs), verbose=False,
-            dynamic_shapes={name: {0: targets} for name in inputs})
+    # It logs a warning per torchvision op it cannot register when torchvision is absent (our
+    # graphs use none of them).
+    registration = logging.getLogger('torch.onnx._internal.exporter._registration')
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The exporter warns about deprecated pytree specs and shared axis names; not ours.
+            warnings.simplefilter('ignore', FutureWarning)
+            warnings.simplefilter('ignore', UserWarning)
+            program = torch.onnx.export(
+                module, tuple(inputs.values()), None, dynamo=True, opset_version=opset,
+                input_names=list(inputs), output_names=list(outputs), verbose=False,
+                dynamic_shapes={name: {0: targets} for name in inputs})
+    finally:
+        registration.setLevel(level)
     return program.model_proto
 
 
