@@ -9,6 +9,7 @@ from test_export_onnx import small_checkpoint
 
 from simtrack_ros.export.cache import (
     cached_export, expected_quantization, export_folder, file_sha256)
+from simtrack_ros.export.calibration import synthetic_calibration_sequences
 from simtrack_ros.export.cli import main
 from simtrack_ros.export.metadata import read_metadata, write_metadata
 from simtrack_ros.export.onnx_export import load_exported
@@ -169,3 +170,20 @@ def test_static_int8_records_its_calibration_data(tmp_path):
     assert given == expected_quantization('int8-static', [tmp_path / 'a', tmp_path / 'b'])
     assert given != expected_quantization('int8-static', [tmp_path / 'a'])
     assert expected_quantization('int8-dynamic', [tmp_path / 'a']) == recipe('int8-dynamic')
+
+
+def test_static_int8_calibrated_on_given_data_is_taken_by_the_tracker(cached, tmp_path):
+    """An export calibrated ahead of a deployment is what a later plain request returns."""
+    _, checkpoint, _, _ = cached
+    sequences = synthetic_calibration_sequences(tmp_path / 'data', count=2, frames=6)
+    given = cached_export(checkpoint, 'int8-static', calibration_sequences=sequences,
+                          progress=lambda line: None)
+    assert '2 sequences (sha256 of their paths' in given.metadata.quantization
+    lines: List[str] = []
+    assert cached_export(checkpoint, 'int8-static', progress=lines.append) == given
+    assert lines == []
+    # Other folders named: calibrated again on them.
+    again = cached_export(checkpoint, 'int8-static', calibration_sequences=sequences[:1],
+                          progress=lines.append)
+    assert '1 sequences' in again.metadata.quantization
+    assert any('quantised another way' in line for line in lines), lines

@@ -5,8 +5,9 @@ Layout: ``<checkpoint folder>/<checkpoint stem>.export/<sha256[:16]>/model.<prec
 under ``${XDG_CACHE_HOME:-~/.cache}/simtrack_ros/exports/<sha256[:16]>/`` (e.g. for weights in
 a read-only install). A cached file is reused when :func:`~.onnx_export.load_exported` accepts
 it and its metadata names the same checkpoint hash, opset and (given a model) config, and for
-int8 the same quantisation recipe and calibration data (:func:`~.quantize.recipe`); anything
-else is exported again, atomically. int8 files are made from the cached fp32 export.
+int8 the same quantisation recipe (:func:`~.quantize.recipe`) and, when calibration sequences
+are given, the same folders (by path; without them any calibration is taken); anything else is
+exported again, atomically. int8 files are made from the cached fp32 export.
 """
 from __future__ import annotations
 
@@ -82,8 +83,21 @@ def expected_quantization(precision: str, sequences: Optional[Sequence[Path]]) -
                   else None)
 
 
-def _reusable(path: Path, sha256: str, opset: int, model: Optional[SimTrack],
-              quantization: Optional[str], progress: Callable[[str], None]
+def _same_quantization(found: Optional[str], precision: str,
+                       sequences: Optional[Sequence[Path]]) -> bool:
+    """Whether a cached file's ``quantization`` is what this request asks for.
+
+    Without ``sequences`` (the tracker, or an export that names no calibration data) an
+    int8-static file of the current recipe is taken whatever it was calibrated on, e.g. the
+    ``--calibration-data`` export made ahead of a deployment.
+    """
+    if precision == 'int8-static' and sequences is None and found is not None:
+        return found.startswith(recipe(precision, ''))
+    return found == expected_quantization(precision, sequences)
+
+
+def _reusable(path: Path, sha256: str, opset: int, model: Optional[SimTrack], precision: str,
+              sequences: Optional[Sequence[Path]], progress: Callable[[str], None]
               ) -> Optional[ExportedModel]:
     """Return the cached export at ``path`` if whole and made from the same source, else None."""
     if not path.is_file():
@@ -97,9 +111,10 @@ def _reusable(path: Path, sha256: str, opset: int, model: Optional[SimTrack],
     if (metadata.checkpoint_sha256 != sha256 or metadata.opset != opset
             or (model is not None and metadata.config != model.config.to_dict())):
         return None
-    if metadata.quantization != quantization:
+    if not _same_quantization(metadata.quantization, precision, sequences):
         progress(f'cached {path.name} was quantised another way '
-                 f'({metadata.quantization or "not recorded"}), making it again: {quantization}')
+                 f'({metadata.quantization or "not recorded"}), making it again: '
+                 f'{expected_quantization(precision, sequences)}')
         return None
     return exported
 
@@ -135,8 +150,7 @@ def _cached(checkpoint: Path, sha256: str, folder: Path, precision: str,
             model: Optional[SimTrack], calibration_sequences: Optional[Sequence[Path]],
             progress: Callable[[str], None], opset: int) -> ExportedModel:
     path = folder / f'model.{precision}.onnx'
-    found = _reusable(path, sha256, opset, model,
-                      expected_quantization(precision, calibration_sequences), progress)
+    found = _reusable(path, sha256, opset, model, precision, calibration_sequences, progress)
     if found is not None:
         return found
     if precision == 'fp32':
