@@ -16,8 +16,9 @@ tracker, the demo camera and a client that sets the target, in one process, with
 Parameters come from ``params_file`` (default: the package's config/tracker.yaml). The
 ``weights``, ``device``, ``runtime``, ``precision``, ``compressed_input`` and ``search_factor``
 arguments override it only when given on the command line (their empty default keeps the
-file's value); ``use_sim_time`` always applies. With ``demo:=true`` and neither ``weights`` nor
-``search_factor`` given, ``search_factor`` is the one the demo weights were tuned for
+file's value); ``use_sim_time`` always applies. With ``demo:=true`` and none of ``weights``,
+``search_factor`` and ``params_file`` given, ``search_factor`` is the one the demo weights were
+tuned for
 (``simtrack_ros.ros.demo_settings``), as in ``ros2 run simtrack_ros demo``.
 
 The node configures and activates itself (parameter ``autostart``), so a plain ``Node`` action
@@ -44,6 +45,11 @@ OPTIONAL_OVERRIDES = {'weights': str, 'device': str, 'runtime': str, 'precision'
                       'compressed_input': bool, 'search_factor': float}
 
 
+def default_params_file() -> PathJoinSubstitution:
+    """Return the package's parameter file, config/tracker.yaml in its share directory."""
+    return PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'tracker.yaml'])
+
+
 def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
     """Return the node parameters that override params_file: the given optional arguments."""
     overrides = {}
@@ -56,7 +62,9 @@ def parameter_overrides(context: LaunchContext) -> Dict[str, ParameterValue]:
     demo_factor = demo_search_factor(
         LaunchConfiguration('demo').perform(context) == 'true',
         weights=LaunchConfiguration('weights').perform(context),
-        search_factor=LaunchConfiguration('search_factor').perform(context))
+        search_factor=LaunchConfiguration('search_factor').perform(context),
+        own_params_file=(LaunchConfiguration('params_file').perform(context)
+                         != default_params_file().perform(context)))
     if demo_factor is not None:
         overrides['search_factor'] = ParameterValue(demo_factor, value_type=float)
     # A launch-level convention: the use_sim_time argument always sets the parameter.
@@ -119,8 +127,7 @@ def generate_launch_description() -> LaunchDescription:
                         '"image"; with compressed_input the node reads <image_topic>/compressed.'),
         DeclareLaunchArgument(
             'params_file',
-            default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), 'config',
-                                                'tracker.yaml']),
+            default_value=default_params_file(),
             description='Parameter file of the tracker node. The weights, device, runtime, '
                         'precision and compressed_input arguments override its values only '
                         'when given; '
@@ -147,7 +154,8 @@ def generate_launch_description() -> LaunchDescription:
             'search_factor', default_value='',
             description='Search crop side / target scale; empty: take search_factor from '
                         'params_file (4.0, the official value); with demo:=true and no '
-                        'weights argument, the factor the demo weights were tuned for (as '
+                        'weights or params_file argument, the factor the demo weights were '
+                        'tuned for (as '
                         '"ros2 run simtrack_ros demo" runs them).'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', choices=BOOLEAN,

@@ -200,7 +200,7 @@ def test_demo_sets_the_tuned_search_factor_only_for_the_demo_weights(tmp_path):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--weights', '/nonexistent.pth'], '--weights /nonexistent.pth: no such file'),
+    (['--weights', '/nonexistent.pth'], "--weights: weights file '/nonexistent.pth' not found"),
     (['--search-factor', '0.5'], '--search-factor: search_factor must be in [1.0, 10.0]'),
     (['--device', 'tpu'], '--device: device'),
 ])

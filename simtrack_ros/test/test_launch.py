@@ -140,7 +140,9 @@ def test_starts_console_scripts_installed_in_the_package_prefix():
 def test_default_params_file_is_installed_and_configures_the_tracker():
     parsed = _Parsed()
     default = parsed.arguments()['params_file']['default_value']
-    share, *parts = default.args[0].elts  # PathJoinSubstitution([FindPackageShare(...), ...])
+    assert default.func.id == 'default_params_file'
+    join, = parsed.calls('PathJoinSubstitution')    # the one default_params_file returns
+    share, *parts = join.args[0].elts  # PathJoinSubstitution([FindPackageShare(...), ...])
     assert share.func.id == 'FindPackageShare' and parsed.value(share.args[0]) == PACKAGE
     installed = pathlib.Path(get_package_share_directory(PACKAGE), *map(parsed.value, parts))
     assert installed.read_text() == CONFIG_FILE.read_text()
@@ -279,7 +281,7 @@ def test_search_factor_given_overrides_the_params_file_as_a_float():
 
 
 @requires_launch
-def test_demo_runs_the_demo_weights_at_their_tuned_search_factor():
+def test_demo_runs_the_demo_weights_at_their_tuned_search_factor(tmp_path: pathlib.Path):
     factor = _launch({'demo': 'true'})['tracker_node'].parameters['search_factor']
     assert factor == demo_settings.DEMO_SEARCH_FACTOR
     # Given arguments win: an explicit factor, or other weights (the params file's factor).
@@ -287,14 +289,20 @@ def test_demo_runs_the_demo_weights_at_their_tuned_search_factor():
         'tracker_node'].parameters['search_factor'] == 5.0
     assert _launch({'demo': 'true', 'weights': '/given.pth'})[
         'tracker_node'].parameters['search_factor'] == 4.0
+    # A params file of one's own keeps its factor.
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {'search_factor': 4.5}}}))
+    assert _launch({'demo': 'true', 'params_file': str(params)})[
+        'tracker_node'].parameters['search_factor'] == 4.5
 
 
 def test_demo_search_factor_only_for_the_demo_weights_and_an_unset_factor():
     tuned = demo_settings.DEMO_SEARCH_FACTOR
-    assert demo_settings.demo_search_factor(True, '', '') == tuned
-    assert demo_settings.demo_search_factor(False, '', '') is None
-    assert demo_settings.demo_search_factor(True, '/given.pth', '') is None
-    assert demo_settings.demo_search_factor(True, '', '5.0') is None
+    assert demo_settings.demo_search_factor(True, '', '', False) == tuned
+    assert demo_settings.demo_search_factor(False, '', '', False) is None
+    assert demo_settings.demo_search_factor(True, '/given.pth', '', False) is None
+    assert demo_settings.demo_search_factor(True, '', '5.0', False) is None
+    assert demo_settings.demo_search_factor(True, '', '', True) is None
 
 
 def test_the_launch_file_applies_the_demo_search_factor_from_a_light_module():

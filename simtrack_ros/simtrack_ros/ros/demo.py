@@ -48,12 +48,13 @@ from simtrack_ros.allocator_tuning import tune_allocator_for_images
 from simtrack_ros.data.sequences import read_sequence
 from simtrack_ros.data.synthetic_dataset import SynthOptions
 from simtrack_ros.evaluation.ope import iou_xywh
+from simtrack_ros.model import CheckpointError
 from simtrack_ros.ros import demo_report, parameters
 from simtrack_ros.ros.demo_camera import (DEMO_SEED, DEMO_SPLIT, DemoCameraNode,
                                           generate_sequences, parse_frame_key)
 from simtrack_ros.ros.demo_report import FrameOutput, Recording, SequenceRecord
 from simtrack_ros.ros.demo_settings import DEMO_SEARCH_FACTOR
-from simtrack_ros.ros.model_loading import find_demo_weights
+from simtrack_ros.ros.model_loading import find_demo_weights, resolve_weights
 from simtrack_ros.ros.node_process import NodeProcess
 from simtrack_ros.ros.tracker_node import TrackerNode
 
@@ -329,8 +330,11 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error('--sequences must be at least 1 and --frames at least 2')
     if options.fps <= 0 or (options.duration is not None and options.duration <= 0):
         parser.error('--duration and --fps must be positive')
-    if options.weights and not Path(options.weights).is_file():
-        parser.error(f'--weights {options.weights}: no such file')
+    if options.weights:
+        try:
+            resolve_weights(options.weights)          # where the node will look for it
+        except CheckpointError as error:
+            parser.error(f'--weights: {error}')
     # The node's own parameter checks, before anything starts.
     given = {'device': options.device, 'search_factor': options.search_factor}
     for name, value in given.items():

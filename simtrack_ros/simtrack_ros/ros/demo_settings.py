@@ -12,10 +12,13 @@ from typing import Optional
 DEMO_SEARCH_FACTOR = 3.0
 
 
-def demo_search_factor(demo: bool, weights: str, search_factor: str) -> Optional[float]:
+def demo_search_factor(demo: bool, weights: str, search_factor: str,
+                       own_params_file: bool) -> Optional[float]:
     """Return the launch file's ``search_factor`` for the demo weights, or None (leave it).
 
-    ``demo:=true`` without a ``weights`` or ``search_factor`` argument runs the demo camera
-    with the weights of the params file, by default the demo weights: their tuned factor.
+    ``demo:=true`` with the package's params file and no ``weights`` or ``search_factor``
+    argument runs the demo weights: their tuned factor. A params file of one's own keeps its
+    own weights and factor.
     """
-    return DEMO_SEARCH_FACTOR if demo and not weights and not search_factor else None
+    given = weights or search_factor or own_params_file
+    return DEMO_SEARCH_FACTOR if demo and not given else None
