@@ -7,6 +7,7 @@ import shutil
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from simtrack_ros.data.synthetic_dataset import generate_dataset, SynthOptions
 from simtrack_ros.evaluation.baselines import OpenCVTracker
 from simtrack_ros.evaluation.cli import main
 from simtrack_ros.evaluation.runner import evaluate, run_baseline, run_sequence, TrackerSpec
+from simtrack_ros.export.onnx_export import template_path
 from simtrack_ros.model import build_model, get_config
 from simtrack_ros.model.checkpoint import save_checkpoint
 from simtrack_ros.tracking import tracker as tracker_module
@@ -239,3 +241,18 @@ def test_cli_with_baselines_none_says_nothing_about_baselines(dataset, weights, 
     printed = capsys.readouterr().out.replace(str(tmp_path), 'TMP')  # its name has 'baselines'
     assert 'baseline' not in printed and 'trackers: simtrack;' in printed
     assert json.loads((out / 'results.json').read_text())['skipped_baselines'] == {}
+
+
+def test_cli_a_graph_the_runtime_cannot_open_is_one_line(dataset, weights, tmp_path, capsys):
+    """A file whose metadata reads but whose graph ONNX Runtime refuses: exit 2, one line."""
+    source = _exported(weights)
+    proto = onnx.load(str(source))
+    del proto.graph.node[-1]                     # an output without a producer
+    broken = tmp_path / 'broken.onnx'
+    onnx.save(proto, str(broken))
+    shutil.copy(template_path(source), template_path(broken))
+    assert main([str(dataset), '--weights', str(broken), '--runtime', 'onnxruntime',
+                 '--baselines', 'none', '--out', str(tmp_path / 'out')]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith('simtrack-eval: error: simtrack: '), error
+    assert len(error.strip().splitlines()) == 1 and 'Traceback' not in error

@@ -89,6 +89,11 @@ def parse_baselines(spec: str) -> Tuple[str, ...]:
     return names
 
 
+def left_out_baselines(spec: str) -> Dict[str, str]:
+    """Return the baselines ``spec`` leaves out for this OpenCV build (only ``'all'`` does)."""
+    return unavailable_baselines() if spec.strip().lower() == 'all' else {}
+
+
 class OpenCVTracker:
     """One OpenCV tracker behind ``initialize(frame, box)`` / ``track(frame) -> box``."""
 

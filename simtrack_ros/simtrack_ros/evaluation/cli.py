@@ -21,11 +21,12 @@ import cv2
 import torch
 
 from simtrack_ros.data.sequences import list_sequences
-from simtrack_ros.evaluation.baselines import parse_baselines, unavailable_baselines
+from simtrack_ros.evaluation.baselines import left_out_baselines, parse_baselines
 from simtrack_ros.evaluation.ope import summarize
 from simtrack_ros.evaluation.plots import write_plots
 from simtrack_ros.evaluation.report import console_report, write_json
-from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, simtrack_tracker, TrackerSpec
+from simtrack_ros.evaluation.runner import (
+    evaluate, release_simtrack_tracker, SIMTRACK, simtrack_tracker, TrackerSpec)
 from simtrack_ros.tracking.precision_policy import PRECISION_NAMES, RUNTIME_NAMES
 from simtrack_ros.tracking.tracker import TrackerOptions
 
@@ -87,17 +88,19 @@ def _sequences(data: Path, split: Optional[str]) -> List[Path]:
     return sequences
 
 
-def _check_simtrack(spec: TrackerSpec) -> None:
+def _check_simtrack(spec: TrackerSpec, keep: bool) -> None:
     """Build SimTrack's tracker as the workers will and print it; raise if it cannot run.
 
-    The runner keeps it (one tracker per process), so a one-worker run does not build it
-    again; an export made for it is cached beside the checkpoint for the workers.
+    With ``keep`` (one worker: this process tracks) the runner reuses it; otherwise it is
+    dropped, and the workers take an export made for it from the cache beside the checkpoint.
     """
     tracker = simtrack_tracker(spec)
     model, engine = tracker.model, tracker.engine
     print(f'weights: {spec.weights} ({model.config.name}; heads: '
           f'{", ".join(sorted(model.trained_heads)) or "none trained"}); {engine.describe()} '
           f'({engine.choice.reason}); search factor {spec.search_factor:g}')
+    if not keep:
+        release_simtrack_tracker(spec)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -124,14 +127,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not specs:
             raise ValueError('nothing to evaluate: give --weights and/or --baselines')
         sequences = _sequences(data, split)
-        if args.weights:
-            _check_simtrack(specs[0])
-    except (OSError, ValueError, ImportError) as error:
+    except (OSError, ValueError) as error:
         return _error(str(error))
-    except RuntimeError as error:  # e.g. --device cuda without CUDA
-        return _error(f'{SIMTRACK}: {error}')
-    # Only 'all' leaves baselines out; a list names its baselines (a missing one is an error).
-    left_out = unavailable_baselines() if args.baselines.strip().lower() == 'all' else {}
+    if args.weights:
+        try:
+            _check_simtrack(specs[0], keep=args.workers == 1)
+        except Exception as error:  # whatever stops it: a bad file, the runtime, CUDA, ...
+            lines = str(error).strip().splitlines()
+            return _error(f'{SIMTRACK}: {lines[0] if lines else type(error).__name__}')
+    left_out = left_out_baselines(args.baselines)
     skipped: Dict[str, List[str]] = {}
     for name, reason in left_out.items():
         skipped.setdefault(reason, []).append(name)

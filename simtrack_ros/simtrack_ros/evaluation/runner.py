@@ -177,6 +177,11 @@ def simtrack_tracker(spec: TrackerSpec) -> Tracker:
     return _TRACKERS[spec]
 
 
+def release_simtrack_tracker(spec: TrackerSpec) -> None:
+    """Drop this process's tracker of ``spec`` (model and engine), if it built one."""
+    _TRACKERS.pop(spec, None)
+
+
 def _baseline_child(send: Connection, name: str, path: str) -> None:
     try:
         send.send((True, run_baseline(OpenCVTracker(name), read_sequence(path))))
