@@ -7,6 +7,7 @@ import sys
 import types
 from typing import Dict, List
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -233,6 +234,9 @@ def test_truncated_checkpoint_says_what_is_wrong_and_what_to_do(tmp_path: Path, 
     (tmp_path / 'empty.pt').write_bytes(b'')
     with pytest.raises(CheckpointError, match=r'\(the file is empty\); copy or download'):
         load_checkpoint(tmp_path / 'empty.pt')
+    np.savez(tmp_path / 'arrays.npz', a=np.zeros(3))             # a whole zip, not torch's
+    with pytest.raises(CheckpointError, match='a zip archive, but not one written by torch'):
+        load_checkpoint(tmp_path / 'arrays.npz')
 
 
 def test_long_exception_text_is_cut_between_words():

@@ -310,6 +310,15 @@ def list_sequences(root: PathLike, split: Optional[str] = None) -> List[Path]:
     return _list_folder(folder, depth=2)
 
 
+def require_sequences(root: PathLike, split: Optional[str] = None) -> List[Path]:
+    """:func:`list_sequences`, with a ValueError naming the folder when it finds none."""
+    sequences = list_sequences(root, split)
+    if not sequences:
+        where = f'split {split!r}' if split else 'no split: sequence folders directly in it'
+        raise ValueError(f'{root}: no sequences found ({where})')
+    return sequences
+
+
 def read_dataset(root: PathLike, split: Optional[str] = None) -> List[Sequence]:
     """Read every sequence :func:`list_sequences` finds (frames stay on disk)."""
     return [read_sequence(path) for path in list_sequences(root, split)]

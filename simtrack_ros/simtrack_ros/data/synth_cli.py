@@ -39,7 +39,10 @@ def _occupied(root: Path, counts: Dict[str, int]) -> Optional[Path]:
     for split, count in counts.items():
         folder = root / split if split else root
         for path in (folder / name for name in sequence_names(split, count)):
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            try:
+                if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                    return path
+            except OSError:                       # unreadable: not ours to write either
                 return path
     return None
 

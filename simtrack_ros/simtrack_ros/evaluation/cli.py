@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import cv2
 import torch
 
-from simtrack_ros.data.sequences import list_sequences
+from simtrack_ros.data.sequences import require_sequences
 from simtrack_ros.evaluation.baselines import left_out_baselines, parse_baselines
 from simtrack_ros.evaluation.ope import summarize
 from simtrack_ros.evaluation.plots import write_plots
@@ -79,15 +79,6 @@ def _error(message: str) -> int:
     return 2
 
 
-def _sequences(data: Path, split: Optional[str]) -> List[Path]:
-    """Sequence folders of ``data`` (``split``); ValueError when there are none."""
-    sequences = list_sequences(data, split)
-    if not sequences:
-        where = f'split {split!r}' if split else 'no split: sequence folders directly in it'
-        raise ValueError(f'{data}: no sequences found ({where})')
-    return sequences
-
-
 def _check_simtrack(spec: TrackerSpec, keep: bool) -> None:
     """Build SimTrack's tracker as the workers will and print it; raise if it cannot run.
 
@@ -126,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         specs += [TrackerSpec(name) for name in baselines]
         if not specs:
             raise ValueError('nothing to evaluate: give --weights and/or --baselines')
-        sequences = _sequences(data, split)
+        sequences = require_sequences(data, split)
     except (OSError, ValueError) as error:
         return _error(str(error))
     if args.weights:

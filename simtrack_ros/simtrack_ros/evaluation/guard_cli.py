@@ -17,7 +17,7 @@ from pathlib import Path
 import sys
 from typing import List, Optional
 
-from simtrack_ros.data.sequences import list_sequences
+from simtrack_ros.data.sequences import require_sequences
 from simtrack_ros.evaluation.accuracy_guard import run_guard, write_guard
 from simtrack_ros.export.cache import file_sha256
 from simtrack_ros.export.onnx_export import load_exported
@@ -90,9 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     checkpoint = Path(args.checkpoint)
     try:
         _check_counts(args)
-        sequences = list_sequences(Path(args.data), args.split or None)[:args.sequences]
-        if not sequences:
-            raise ValueError(f'{args.data}: no sequences found (split {args.split!r})')
+        sequences = require_sequences(Path(args.data), args.split or None)[:args.sequences]
         model, _ = load_checkpoint(checkpoint)
         reference = Tracker(model, TrackerOptions(engine=EngineOptions(
             device=args.device, runtime='torch', precision='fp32')))

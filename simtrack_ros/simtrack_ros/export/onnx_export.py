@@ -189,7 +189,7 @@ def _export_graph(module: nn.Module, inputs: Dict[str, torch.Tensor], outputs: S
                   opset: int) -> onnx.ModelProto:
     targets = torch.export.Dim(TARGETS_DIM, min=1, max=MAX_TARGETS)
     # It logs a warning per torchvision op it cannot register when torchvision is absent (our
-    # graphs use none of them).
+    # graphs use none of them). The logger level is process-wide while the export runs.
     registration = logging.getLogger('torch.onnx._internal.exporter._registration')
     level = registration.level
     registration.setLevel(logging.ERROR)

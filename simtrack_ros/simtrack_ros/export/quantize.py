@@ -54,7 +54,11 @@ def _not_preprocessing_advice(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def _nncf_output_on_stderr() -> Iterator[None]:
-    """Move NNCF's progress bars and log lines from stdout (a caller's results) to stderr."""
+    """Move NNCF's progress bars and log lines from stdout (a caller's results) to stderr.
+
+    Process-wide while it lasts (``sys.stdout``, the nncf logger's handlers): for the CLIs and
+    a node's one-off export, not for concurrent threads that print.
+    """
     moved = {handler: handler.stream for handler in logging.getLogger('nncf').handlers
              if type(handler) is logging.StreamHandler and handler.stream is not sys.stderr}
     for handler in moved:

@@ -132,7 +132,9 @@ def fitted_by_logistic_regression(class_names: Sequence[str], cue_names: Sequenc
     scale = np.where(scale > 1e-6, scale, 1.0)
     x = torch.tensor((inputs - mean) / scale, dtype=torch.float64)
     y = torch.tensor(np.nan_to_num(labels), dtype=torch.float64)
+    head_only = head_only_classes(labels, known, min_examples)
     mask = torch.tensor(known, dtype=torch.float64)
+    mask[:, head_only] = 0.0                     # not fitted: a one-sided class would diverge
     weight = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=iterations,
@@ -150,7 +152,7 @@ def fitted_by_logistic_regression(class_names: Sequence[str], cue_names: Sequenc
     if not math.isfinite(float(closure().detach())):
         raise ValueError('challenge calibration fit diverged')
     weights, biases = weight.detach().numpy().copy(), bias.detach().numpy().copy()
-    for index in head_only_classes(labels, known, min_examples):
+    for index in head_only:
         # scale * (logit - mean) / scale + mean: the logit itself.
         weights[index] = 0.0
         weights[index, index] = scale[index]

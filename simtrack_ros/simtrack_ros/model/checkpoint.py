@@ -115,11 +115,13 @@ def _damage(path: PathLike) -> str:
         return 'the file is empty'
     if head == b'PK\x03\x04':
         try:
-            whole = zipfile.is_zipfile(path)
-        except (zipfile.BadZipFile, OSError):  # a damaged end record
-            whole = False
-        return ('corrupt: a record in the zip archive is damaged' if whole
-                else 'truncated or corrupt: the zip archive is incomplete')
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):  # a damaged or missing end record
+            return 'truncated or corrupt: the zip archive is incomplete'
+        if not any(name.endswith('data.pkl') for name in names):
+            return 'a zip archive, but not one written by torch.save'
+        return 'corrupt: a record in the zip archive is damaged'
     return 'truncated, corrupt or not written by torch.save'
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from simtrack_ros.challenges import CHALLENGE_NAMES, single_label
-from simtrack_ros.data.sequences import list_sequences
+from simtrack_ros.data.sequences import require_sequences
 from simtrack_ros.evaluation.ope import SequenceResult
 from simtrack_ros.evaluation.runner import evaluate, SIMTRACK, TrackerSpec
 from simtrack_ros.model.challenge_calibration import (
@@ -122,9 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ValueError(f'{args.weights}: the calibration needs a trained multi-label '
                              'challenge head')
         split = args.split or (DEFAULT_SPLIT if (data / DEFAULT_SPLIT).is_dir() else None)
-        sequences = list_sequences(data, split)
-        if not sequences:
-            raise ValueError(f'{data}: no sequences found (split {split!r})')
+        sequences = require_sequences(data, split)
     except (OSError, ValueError) as error:
         print(f'simtrack-calibrate: {error}', file=sys.stderr)
         return 2
