@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,3 +125,30 @@ def test_sigkill_mid_save_leaves_the_previous_file(tmp_path):
     assert path.read_bytes() == before
     assert load_checkpoint(path)[0].trained_heads == {'box'}
     assert remove_stale_temps(tmp_path) == temps and not list(tmp_path.glob('.*.tmp'))
+
+
+def test_resume_keeps_the_model_and_writes_beside_its_checkpoint(data, tmp_path, capsys):
+    """A copied run resumes in its new folder; a flag that changes the model is refused."""
+    first = tmp_path / 'first'
+    args = run_args(data, first, 0)
+    args[args.index('--epochs') + 1] = '1'
+    assert main(args) == 0
+    moved = tmp_path / 'moved'
+    shutil.copytree(first, moved)
+    before = (first / 'metrics.jsonl').read_text()
+    assert main(['--resume', str(moved / 'last.pth'), '--epochs', '2']) == 0
+    assert (first / 'metrics.jsonl').read_text() == before          # the original untouched
+    assert len((moved / 'metrics.jsonl').read_text().splitlines()) == 2
+    capsys.readouterr()
+    for flag, value in (('--task', 'cls'), ('--config', 'small')):
+        assert main(['--resume', str(moved / 'last.pth'), '--epochs', '3', flag, value]) == 2
+        error = capsys.readouterr().err
+        assert f'--{flag[2:]} {value!r}: the run was started with' in error, error
+        assert 'a resumed run keeps it' in error
+    assert read_training_entry(moved / 'last.pth')['epoch'] == 2       # nothing ran
+
+
+def test_a_folder_with_only_held_out_sequences_is_not_trained_on(data, tmp_path, capsys):
+    shutil.copytree(data, tmp_path / 'only' / 'test')
+    assert main(run_args(tmp_path / 'only', tmp_path / 'out', 0)) == 2
+    assert 'holds a test/ split but no train/ or val/' in capsys.readouterr().err

@@ -154,9 +154,38 @@ def _explicit(namespace: argparse.Namespace) -> Dict[str, Any]:
     return values
 
 
-def _settings(explicit: Dict[str, Any], entry: Optional[Dict[str, Any]]) -> TrainSettings:
+#: Settings a resumed run keeps: they fix the model and what it is trained for.
+FIXED_ON_RESUME = ('task', 'config', 'model_options', 'pretrained_weights', 'multi_label',
+                   'fusion')
+
+
+def _resumed(explicit: Dict[str, Any], stored: TrainSettings, resume: str) -> Dict[str, Any]:
+    """Check a resume's flags against the run's settings; return the flags to apply.
+
+    A flag that would change the model or the task is refused; the run's folder is where
+    ``resume`` is (a copied or moved run does not write into its old folder); other data
+    is allowed with a warning.
+    """
+    for name in FIXED_ON_RESUME:
+        if name in explicit and explicit[name] != getattr(stored, name):
+            raise ValueError(f'--{name} {explicit[name]!r}: the run was started with '
+                             f'{getattr(stored, name)!r} and a resumed run keeps it; start a '
+                             f'new run from it with --pretrained_weights {resume}')
+    explicit = dict(explicit)
+    explicit.setdefault('out', str(Path(resume).parent))
+    if explicit.get('data_dir', stored.data_dir) != stored.data_dir:
+        print(f'{PROG}: warning: --data_dir {explicit["data_dir"]} differs from the run\'s '
+              f'{stored.data_dir}: the resumed run reads its stored sequence names from it',
+              file=sys.stderr)
+    return explicit
+
+
+def _settings(explicit: Dict[str, Any], entry: Optional[Dict[str, Any]],
+              resume: Optional[str]) -> TrainSettings:
     overwrite = explicit.pop('overwrite', False)
     base = None if entry is None else TrainSettings.from_dict(entry['settings'])
+    if base is not None:
+        explicit = _resumed(explicit, base, resume)
     settings = resolve(explicit, base)
     if not settings.data_dir:
         raise ValueError('--data_dir is required')
@@ -230,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _evaluate(explicit)
         resume = explicit.pop('resume', None)
         entry = None if resume is None else read_training_entry(resume)
-        settings = _settings(explicit, entry)
+        settings = _settings(explicit, entry, resume)
     except USAGE_ERRORS as exc:
         print(f'{PROG}: error: {exc}', file=sys.stderr)
         return 2

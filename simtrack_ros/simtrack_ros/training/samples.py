@@ -41,6 +41,8 @@ from simtrack_ros.training.augment import Augment
 #: Split folders that :func:`load_annotated` reads when the root has them (``test`` is never
 #: read for training).
 SPLIT_FOLDERS: Tuple[str, ...] = ('train', 'val')
+#: The held-out split folder, never read for training.
+TEST_FOLDER = 'test'
 ANNOTATION_FILE = 'annotations.jsonl'
 #: ``label`` of a sample without a record: ``nn.CrossEntropyLoss``'s default ignore_index.
 NO_LABEL = -100
@@ -65,11 +67,11 @@ class AnnotatedSequence:
         return self.sequence.name
 
 
-def _split_folders(root: Path) -> List[str]:
-    """Return the :data:`SPLIT_FOLDERS` of ``root`` that are dataset folders, not sequences."""
+def _split_folders(root: Path, names: Tuple[str, ...] = SPLIT_FOLDERS) -> List[str]:
+    """Return the ``names`` of ``root`` that are split folders, not sequences (none: list.txt)."""
     if (root / LIST_FILE).is_file():
         return []
-    return [name for name in SPLIT_FOLDERS if (root / name).is_dir()
+    return [name for name in names if (root / name).is_dir()
             and not any((root / name / gt).is_file() for gt in GROUNDTRUTH_FILES)]
 
 
@@ -118,6 +120,10 @@ def load_annotated(root: Union[str, Path], split: Optional[str] = None,
     if not root.is_dir():
         raise FileNotFoundError(f'{root}: no such dataset folder')
     splits: List[Optional[str]] = [split] if split else list(_split_folders(root)) or [None]
+    if splits == [None] and TEST_FOLDER in _split_folders(root, (TEST_FOLDER,)):
+        raise ValueError(f'{root} holds a {TEST_FOLDER}/ split but no train/ or val/: the '
+                         'held-out sequences are not trained on; give the folder of the '
+                         'training data (train/ and val/, or sequences directly in it)')
     items = [AnnotatedSequence(sequence, _read_records(sequence, annotation_file,
                                                        require_records), name)
              for name in splits for sequence in read_dataset(root, name)]
