@@ -256,3 +256,10 @@ def test_cli_a_graph_the_runtime_cannot_open_is_one_line(dataset, weights, tmp_p
     error = capsys.readouterr().err
     assert error.startswith('simtrack-eval: error: simtrack: '), error
     assert len(error.strip().splitlines()) == 1 and 'Traceback' not in error
+
+
+def test_cli_an_output_that_is_a_file_is_refused(dataset, tmp_path, capsys):
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
+    assert main([str(dataset), '--baselines', 'kcf', '--out', str(afile)]) == 2
+    assert f'--out {afile} is a file' in capsys.readouterr().err

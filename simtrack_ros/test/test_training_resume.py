@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -57,8 +58,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses(data, tmp_path, monkeypatc
     # 5 batches -> 3 optimizer steps per epoch; stop inside epoch 3, after 1 of its steps.
     with monkeypatch.context() as patch:
         interrupt_at(patch, 7)
-        with pytest.raises(KeyboardInterrupt):
-            main(run_args(data, cut, workers))
+        assert main(run_args(data, cut, workers)) == 130        # as after Ctrl-C
     assert read_training_entry(cut / 'last.pth')['epoch'] == 2
     assert len(steps(cut)) == 7  # the partial epoch's step is in the log until the resume
     assert main(['--resume', str(cut / 'last.pth')]) == 0
@@ -152,3 +152,34 @@ def test_a_folder_with_only_held_out_sequences_is_not_trained_on(data, tmp_path,
     shutil.copytree(data, tmp_path / 'only' / 'test')
     assert main(run_args(tmp_path / 'only', tmp_path / 'out', 0)) == 2
     assert 'holds a test/ split but no train/ or val/' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('signum, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_training_with_how_to_resume(data, tmp_path, signum, status):
+    """A real process, a real signal after the first epoch: one line, no traceback."""
+    out = tmp_path / 'out'
+    args = run_args(data, out, 0)
+    args[args.index('--epochs') + 1] = '1000'
+    process = subprocess.Popen([sys.executable, '-m', 'simtrack_ros.training.cli', *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):
+            if (out / 'last.pth').is_file() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    name = signal.Signals(signum).name
+    assert process.returncode == status, err
+    assert f'stopped by {name}; continue with --resume {out / "last.pth"}' in err, err
+    assert 'Traceback' not in err, err
+
+
+def test_an_output_that_is_a_file_is_refused(data, tmp_path, capsys):
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
+    assert main(run_args(data, afile, 0)) == 2
+    assert f'--out {afile} is a file' in capsys.readouterr().err
+    assert afile.read_text() == 'mine'

@@ -99,6 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s: %(message)s')
     if args.workers < 1:
         return _error(f'--workers must be >= 1, got {args.workers}')
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return _error(f'--out {args.out} is a file: give a folder for the results')
     data = Path(args.data)
     try:
         TrackerOptions(search_factor=args.search_factor)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Any, Dict, Optional, Sequence
 
 import torch
 
 from simtrack_ros.model.checkpoint import CheckpointError, load_checkpoint
+from simtrack_ros.model.config import CONFIG_NAMES
 from simtrack_ros.training.checkpointing import LAST, read_training_entry
 from simtrack_ros.training.data_setup import build_data, split_items
 from simtrack_ros.training.distributed import close_distributed, init_distributed, World
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--pretrained_weights', metavar='PATH', help='official SimTrack weights, '
                        'a CLIP checkpoint (backbone only) or one of ours; none: random '
                        'initialisation (small configs)')
-    model.add_argument('--config', help='model config (simtrack-b16, simtrack-l14, tiny); '
+    model.add_argument('--config', help=f'model config ({", ".join(CONFIG_NAMES)}); '
                        "default: the checkpoint's, else simtrack-b16")
     model.add_argument('--model_option', dest='model_options', action='append',
                        metavar='KEY=VALUE', help='override a model config field, e.g. '
@@ -189,6 +193,8 @@ def _settings(explicit: Dict[str, Any], entry: Optional[Dict[str, Any]],
     settings = resolve(explicit, base)
     if not settings.data_dir:
         raise ValueError('--data_dir is required')
+    if Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise ValueError(f'--out {settings.out} is a file: give a folder for the run')
     check(settings)
     if entry is None and (Path(settings.out) / LAST).exists() and not overwrite:
         raise ValueError(f'{settings.out} holds a run already: continue it with --resume '
@@ -250,8 +256,20 @@ def _evaluate(explicit: Dict[str, Any]) -> int:
     return 0
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM during training, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _stop_on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    raise Stopped()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    SIGINT (Ctrl-C) and SIGTERM stop the run with a line saying how to resume it (exit 130 and
+    143): ``last.pth`` holds the last finished epoch.
+    """
     parser = build_parser()
     explicit = _explicit(parser.parse_args(argv))
     try:
@@ -264,6 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'{PROG}: error: {exc}', file=sys.stderr)
         return 2
     world = init_distributed(_device_type(settings.device))
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
     try:
         try:
             trainer = _prepare(settings, resume, entry, world)
@@ -276,7 +296,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f'{PROG}: {state.epoch} epochs, {state.step} steps; checkpoints in '
                   f'{settings.out} (best {best.metric} {best.value} at epoch {best.epoch})')
         return 0
+    except KeyboardInterrupt as stop:
+        last = Path(settings.out) / LAST
+        where = (f'continue with --resume {last} (it holds the last finished epoch)'
+                 if last.is_file() else 'no epoch had finished: nothing to resume')
+        if world.is_main:
+            print(f'\n{PROG}: stopped by {"SIGTERM" if isinstance(stop, Stopped) else "SIGINT"};'
+                  f' {where}', file=sys.stderr)
+        return 143 if isinstance(stop, Stopped) else 130
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
         close_distributed()
 
 
