@@ -172,7 +172,8 @@ def _resumed(explicit: Dict[str, Any], stored: TrainSettings, resume: str) -> Di
     """
     for name in FIXED_ON_RESUME:
         if name in explicit and explicit[name] != getattr(stored, name):
-            raise ValueError(f'--{name} {explicit[name]!r}: the run was started with '
+            flag = '--model_option' if name == 'model_options' else f'--{name}'
+            raise ValueError(f'{flag} {explicit[name]!r}: the run was started with '
                              f'{getattr(stored, name)!r} and a resumed run keeps it; start a '
                              f'new run from it with --pretrained_weights {resume}')
     explicit = dict(explicit)
