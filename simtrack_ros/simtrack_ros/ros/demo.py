@@ -357,8 +357,9 @@ def _parameter_args(options: argparse.Namespace, sequences: Path) -> List[str]:
               'demo_camera:loop': 'false', 'demo_camera:fps': float(options.fps)}
     if options.weights:
         values['simtrack:weights'] = options.weights
-    if search_factor(options) is not None:
-        values['simtrack:search_factor'] = search_factor(options)
+    factor = search_factor(options)
+    if factor is not None:
+        values['simtrack:search_factor'] = factor
     return ['--ros-args', *(a for k, v in values.items() for a in ('-p', f'{k}:={v}')), '--']
 
 

@@ -246,8 +246,8 @@ def main(args: Optional[List[str]] = None) -> None:
     """Run the demo camera on its own until SIGINT or SIGTERM (console script ``demo_camera``)."""
     if help_requested(args):
         print('usage: ros2 run simtrack_ros demo_camera [--ros-args -p NAME:=VALUE ...]\n\n'
-              f'{__doc__.strip()}\n\nParameters: width, height, fps, seed, sequences, '
-              'generate, loop, frame_id (ros2 param describe /demo_camera NAME).')
+              f'{__doc__.strip()}\n\nIts parameters: ros2 param list /demo_camera, then '
+              'ros2 param describe /demo_camera NAME.')
         return
     with NodeProcess('demo_camera', args) as process:
         tune_allocator_for_images()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 import re
+import textwrap
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -149,6 +150,17 @@ SPECS: Tuple[Spec, ...] = (
          'transitions (launch_ros LifecycleNode, a lifecycle manager).', read_only=True),
 )
 SPEC_BY_NAME: Dict[str, Spec] = {spec.name: spec for spec in SPECS}
+
+
+def help_text() -> str:
+    """Return the parameters with their defaults and descriptions, for ``--help``."""
+    lines = ['parameters (ros2 param describe <node> NAME; read-only ones are read at '
+             'configure):']
+    for spec in SPECS:
+        lines.append(f'  {spec.name} (default {spec.default!r})')
+        lines += textwrap.wrap(spec.description, 96, initial_indent=' ' * 6,
+                               subsequent_indent=' ' * 6)
+    return '\n'.join(lines)
 
 
 def declare(node: Node) -> Dict[str, str]:

@@ -12,7 +12,6 @@ of the source image. Services: see :mod:`.node_services`.
 from __future__ import annotations
 
 import math
-import textwrap
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import warnings
@@ -375,20 +374,6 @@ def accuracy_guard_report(model: Any, precision: str) -> Optional[Tuple[bool, st
                    f'fp32{stored}; run simtrack-guard on held-out sequences')
 
 
-def usage() -> str:
-    """Return ``tracker_node --help``: how to run it, and its parameters with their defaults."""
-    lines = ['usage: ros2 run simtrack_ros tracker_node [--ros-args -p NAME:=VALUE ... '
-             '-r image:=/camera/image_raw]', '', __doc__.split('\n\n')[0], '',
-             'Set a target with the ~/set_target service (README: Topics, services and '
-             'parameters).', '', 'parameters (ros2 param describe <node> NAME; read-only ones '
-             'are read at configure):']
-    for spec in parameters.SPECS:
-        lines.append(f'  {spec.name} (default {spec.default!r})')
-        lines += textwrap.wrap(spec.description, 96, initial_indent=' ' * 6,
-                               subsequent_indent=' ' * 6)
-    return '\n'.join(lines)
-
-
 def main(args: Optional[List[str]] = None) -> None:
     """Run the tracker node until SIGINT or SIGTERM (console script ``tracker_node``).
 
@@ -399,7 +384,10 @@ def main(args: Optional[List[str]] = None) -> None:
     multi-threaded executor.
     """
     if help_requested(args):
-        print(usage())
+        print('usage: ros2 run simtrack_ros tracker_node [--ros-args -p NAME:=VALUE ... '
+              f'-r image:=/camera/image_raw]\n\n{__doc__.splitlines()[0]}\n\nSet a '
+              'target with the ~/set_target service (README: Topics, services and '
+              f'parameters).\n\n{parameters.help_text()}')
         return
     with NodeProcess('tracker_node', args) as process:
         allocator = tune_allocator_for_images()
